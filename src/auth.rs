@@ -1,0 +1,317 @@
+//! Who is connecting: JWT verification with the algorithm pinned by the configured key.
+//!
+//! The header's `alg` is only ever compared with what the key allows: an HMAC secret accepts
+//! HS256/384/512, an RSA key RS256, an EC P-256 key ES256, a JWKS key what it declares. `none` is
+//! never accepted. `exp` and `nbf` are checked when present.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// Claims holding the user id, in order of preference.
+const USER_ID_CLAIMS: [&str; 5] = ["uid", "user_id", "userId", "sub", "id"];
+
+/// What a connection may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A handset: counts as presence, may heartbeat.
+    Mobile,
+    /// A web client: watches presence.
+    Web,
+    /// A monitoring dashboard: watches presence.
+    Dashboard,
+}
+
+impl Role {
+    /// Parses the `role` claim.
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "mobile" => Some(Role::Mobile),
+            "web" => Some(Role::Web),
+            "dashboard" => Some(Role::Dashboard),
+            _ => None,
+        }
+    }
+
+    /// The claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Mobile => "mobile",
+            Role::Web => "web",
+            Role::Dashboard => "dashboard",
+        }
+    }
+
+    /// Whether this role receives presence frames.
+    pub fn watches_presence(self) -> bool {
+        matches!(self, Role::Web | Role::Dashboard)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id from the token, as a string.
+    pub user_id: Arc<str>,
+    /// The role from the token (`mobile` when absent).
+    pub role: Role,
+}
+
+/// Why a token was refused. The message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuthError {
+    /// No token was given.
+    #[error("missing token")]
+    Missing,
+    /// Not a JWT.
+    #[error("malformed token")]
+    Malformed,
+    /// The header names an algorithm the configured key does not allow.
+    #[error("token algorithm {0} is not accepted")]
+    Algorithm(String),
+    /// No configured key has the token's `kid`.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("invalid token signature")]
+    BadSignature,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` has not come yet.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// None of the user id claims holds a usable id.
+    #[error("token has no user id (uid, user_id, userId, sub or id)")]
+    NoUserId,
+    /// A `role` other than mobile, web or dashboard.
+    #[error("unknown role {0:?}: expected mobile, web or dashboard")]
+    BadRole(String),
+}
+
+/// Why a configured key could not be loaded.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    /// The PEM is neither an RSA nor an EC P-256 public key.
+    #[error("not an RSA or EC P-256 public key in PEM form")]
+    Pem,
+    /// The JWKS file is not a JWK set.
+    #[error("not a JWK set: {0}")]
+    Jwks(String),
+    /// The JWK set holds no key this router can use.
+    #[error("the JWK set has no RSA or EC P-256 signing key")]
+    NoUsableKey,
+}
+
+#[derive(Clone)]
+struct PinnedKey {
+    kid: Option<String>,
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+/// Verifies tokens against the configured key(s). Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Arc<[PinnedKey]>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// Accepts HS256/384/512 tokens signed with `secret`.
+    pub fn hmac(secret: &[u8]) -> Self {
+        Self::single(PinnedKey {
+            kid: None,
+            algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+            key: DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// Accepts RS256 (RSA key) or ES256 (EC P-256 key) tokens signed by the key's owner.
+    pub fn public_key_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let (algorithm, key) = match DecodingKey::from_rsa_pem(pem) {
+            Ok(key) => (Algorithm::RS256, key),
+            Err(_) => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(pem).map_err(|_| KeyError::Pem)?,
+            ),
+        };
+        Ok(Self::single(PinnedKey {
+            kid: None,
+            algorithms: vec![algorithm],
+            key,
+        }))
+    }
+
+    /// Accepts tokens signed by any RSA or EC P-256 key of a JWK set, each with its own algorithm.
+    pub fn jwks(json: &str) -> Result<Self, KeyError> {
+        let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
+        let keys: Vec<PinnedKey> =
+            set.keys
+                .iter()
+                .filter_map(|jwk| {
+                    let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
+                            Algorithm::RS256
+                        }
+                        (
+                            AlgorithmParameters::EllipticCurve(ec),
+                            None | Some(KeyAlgorithm::ES256),
+                        ) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+                        _ => return None,
+                    };
+                    Some(PinnedKey {
+                        kid: jwk.common.key_id.clone(),
+                        algorithms: vec![algorithm],
+                        key: DecodingKey::from_jwk(jwk).ok()?,
+                    })
+                })
+                .collect();
+        if keys.is_empty() {
+            return Err(KeyError::NoUsableKey);
+        }
+        Ok(Verifier { keys: keys.into() })
+    }
+
+    fn single(key: PinnedKey) -> Self {
+        Verifier {
+            keys: Arc::from(vec![key]),
+        }
+    }
+
+    /// Checks `token` at `now` (seconds since the epoch) and says who it belongs to.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let (_, payload) = message.split_once('.').ok_or(AuthError::Malformed)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let candidates: Vec<&PinnedKey> = match &header.kid {
+            Some(kid) if self.keys.iter().any(|k| k.kid.is_some()) => {
+                let found: Vec<_> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_ref() == Some(kid))
+                    .collect();
+                if found.is_empty() {
+                    return Err(AuthError::UnknownKey);
+                }
+                found
+            }
+            _ => self.keys.iter().collect(),
+        };
+        let allowed: Vec<&PinnedKey> = candidates
+            .into_iter()
+            .filter(|k| k.algorithms.contains(&header.alg))
+            .collect();
+        if allowed.is_empty() {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let verified = allowed.iter().any(|k| {
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &k.key, header.alg)
+                .unwrap_or(false)
+        });
+        if !verified {
+            return Err(AuthError::BadSignature);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AuthError::Malformed)?;
+        let claims: Value = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+        identity(&claims, now)
+    }
+}
+
+/// Reads who the verified claims speak for, checking `exp` and `nbf`.
+fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
+    let object = match claims {
+        Value::String(id) => {
+            return Ok(Identity {
+                user_id: user_id(id)?,
+                role: Role::Mobile,
+            })
+        }
+        Value::Object(object) => object,
+        _ => return Err(AuthError::NoUserId),
+    };
+    if let Some(exp) = object.get("exp") {
+        let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
+        if (now as f64) > exp + LEEWAY_SECS as f64 {
+            return Err(AuthError::Expired);
+        }
+    }
+    if let Some(nbf) = object.get("nbf") {
+        let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
+        if (now + LEEWAY_SECS) as f64 <= nbf {
+            return Err(AuthError::NotYetValid);
+        }
+    }
+    let id = USER_ID_CLAIMS
+        .iter()
+        .find_map(|claim| match object.get(*claim)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .ok_or(AuthError::NoUserId)?;
+    let role = match object.get("role") {
+        None | Some(Value::Null) => Role::Mobile,
+        Some(Value::String(role)) => {
+            Role::parse(role).ok_or_else(|| AuthError::BadRole(role.clone()))?
+        }
+        Some(other) => return Err(AuthError::BadRole(other.to_string())),
+    };
+    Ok(Identity {
+        user_id: user_id(&id)?,
+        role,
+    })
+}
+
+fn user_id(id: &str) -> Result<Arc<str>, AuthError> {
+    if id.is_empty() || id.len() > MAX_USER_ID_BYTES {
+        return Err(AuthError::NoUserId);
+    }
+    Ok(Arc::from(id))
+}
+
+/// Mints an HS256 token for `user_id` with `role`, valid for `ttl` from `now` (epoch seconds).
+pub fn mint(
+    secret: &[u8],
+    user_id: &str,
+    role: Role,
+    ttl: Duration,
+    now: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let claims = json!({
+        "userId": user_id,
+        "role": role.as_str(),
+        "iat": now,
+        "exp": now.saturating_add(ttl.as_secs()),
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}

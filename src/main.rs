@@ -1,0 +1,151 @@
+//! The `presence-router` binary: parse the configuration, then serve, or mint a token.
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use presence_router::auth::{self, Role};
+use presence_router::clock::Clock;
+use presence_router::config::{parse_duration, Args, Config};
+use presence_router::server;
+use presence_router::store::MemoryStore;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Presence for push-to-talk fleets: handsets heartbeat over WebSocket, dashboards watch.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+    /// With no token key configured, generate a random secret and print ready-made tokens.
+    #[arg(long, global = true)]
+    dev: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mint a token signed with the configured JWT_SECRET (for development and curl).
+    Token {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+        /// mobile, web or dashboard.
+        #[arg(long, default_value = "mobile")]
+        role: String,
+        /// How long the token is valid (e.g. 30m, 1h, 7d is not accepted: use 168h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    if cli.args.jwt_secret.is_none() {
+        cli.args.jwt_secret = std::env::var("SECRET_KEY").ok();
+    }
+    match cli.command {
+        Some(Command::Token { user, role, ttl }) => mint(&cli.args, &user, &role, &ttl),
+        None => serve(cli.args, cli.dev),
+    }
+}
+
+fn mint(args: &Args, user: &str, role: &str, ttl: &str) -> anyhow::Result<()> {
+    let Some(secret) = &args.jwt_secret else {
+        bail!("JWT_SECRET: set it (or SECRET_KEY) to mint tokens; RS256/ES256 tokens come from whoever holds the private key");
+    };
+    let role = Role::parse(role)
+        .with_context(|| format!("--role: {role:?} is not mobile, web or dashboard"))?;
+    let ttl = parse_duration(ttl).map_err(|why| anyhow::anyhow!("--ttl: {why}"))?;
+    println!(
+        "{}",
+        auth::mint(secret.as_bytes(), user, role, ttl, auth::now_secs())?
+    );
+    Ok(())
+}
+
+fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let no_key = args.jwt_secret.is_none()
+        && args.jwt_public_key_file.is_none()
+        && args.jwt_jwks_file.is_none();
+    let dev_secret = (dev && no_key).then(random_secret).transpose()?;
+    let config = Config::from_args(&args, dev_secret.as_deref().map(str::as_bytes))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("PORT/HOST: cannot listen on {}", config.listen))?;
+        let local = listener.local_addr()?;
+        if let Some(secret) = &dev_secret {
+            print_dev_help(secret, local.port())?;
+        }
+        let shutdown = CancellationToken::new();
+        let clock = Clock::start();
+        let store = MemoryStore::spawn(
+            config.rules,
+            clock,
+            config.dashboard_queue,
+            shutdown.clone(),
+        );
+        info!(address = %local, store = "memory", "presence-router listening");
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        server::run(listener, config, store, clock, shutdown).await;
+        info!("stopped");
+        Ok(())
+    })
+}
+
+fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot generate a dev secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn print_dev_help(secret: &str, port: u16) -> anyhow::Result<()> {
+    let day = Duration::from_secs(24 * 3600);
+    let now = auth::now_secs();
+    let mobile = auth::mint(secret.as_bytes(), "driver-1", Role::Mobile, day, now)?;
+    let dashboard = auth::mint(secret.as_bytes(), "dispatcher-1", Role::Dashboard, day, now)?;
+    println!(
+        "--dev: no token key configured, using a random secret for this run only:\n\
+         JWT_SECRET={secret}\n\n\
+         mobile token (user driver-1, 24h):\n{mobile}\n\n\
+         dashboard token (user dispatcher-1, 24h):\n{dashboard}\n\n\
+         WebSocket: ws://127.0.0.1:{port}/ws (token in the `token` header, `?token=` or the first subprotocol)\n\
+         bulk status:\ncurl -s -X POST http://127.0.0.1:{port}/api/presence/status \\\n  \
+         -H 'Authorization: Bearer {dashboard}' -H 'Content-Type: application/json' \\\n  \
+         -d '{{\"userIds\":[\"driver-1\",\"driver-2\"]}}'\n"
+    );
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("signal received, closing connections");
+    shutdown.cancel();
+}

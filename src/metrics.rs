@@ -1,0 +1,140 @@
+//! Counters for `/metrics`, rendered in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Process-wide counters and gauges. Shared by reference; every field is updated with relaxed
+/// atomics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open mobile connections.
+    pub mobile_connections: AtomicU64,
+    /// Open web/dashboard connections.
+    pub dashboard_connections: AtomicU64,
+    /// WebSocket upgrades refused for a bad token.
+    pub auth_failures: AtomicU64,
+    /// HEARTBEAT frames received.
+    pub heartbeats: AtomicU64,
+    /// Heartbeats written to the store.
+    pub heartbeat_writes: AtomicU64,
+    /// Frames of other types, dropped.
+    pub frames_dropped: AtomicU64,
+    /// Frames refused with a PRESENCE_ERROR.
+    pub frames_refused: AtomicU64,
+    /// PRESENCE_UPDATE frames sent.
+    pub updates_sent: AtomicU64,
+    /// Dashboards closed because they fell behind.
+    pub slow_consumers_closed: AtomicU64,
+    /// Connections closed for not answering pings.
+    pub ping_timeouts: AtomicU64,
+    /// Store operations that failed.
+    pub store_errors: AtomicU64,
+    /// Bulk status requests answered.
+    pub bulk_requests: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Subtracts one from a gauge.
+pub fn dec(counter: &AtomicU64) {
+    counter.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Open WebSocket connections of every role.
+    pub fn connections(&self) -> u64 {
+        self.mobile_connections.load(Ordering::Relaxed)
+            + self.dashboard_connections.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let series: [(&str, &str, &str, &AtomicU64); 12] = [
+            (
+                "presence_connections_mobile",
+                "gauge",
+                "Open mobile connections.",
+                &self.mobile_connections,
+            ),
+            (
+                "presence_connections_dashboard",
+                "gauge",
+                "Open web/dashboard connections.",
+                &self.dashboard_connections,
+            ),
+            (
+                "presence_auth_failures_total",
+                "counter",
+                "Upgrades refused for a bad token.",
+                &self.auth_failures,
+            ),
+            (
+                "presence_heartbeats_total",
+                "counter",
+                "HEARTBEAT frames received.",
+                &self.heartbeats,
+            ),
+            (
+                "presence_heartbeat_writes_total",
+                "counter",
+                "Heartbeats written to the store.",
+                &self.heartbeat_writes,
+            ),
+            (
+                "presence_frames_dropped_total",
+                "counter",
+                "Frames of other types, dropped.",
+                &self.frames_dropped,
+            ),
+            (
+                "presence_frames_refused_total",
+                "counter",
+                "Frames answered with PRESENCE_ERROR.",
+                &self.frames_refused,
+            ),
+            (
+                "presence_updates_sent_total",
+                "counter",
+                "PRESENCE_UPDATE frames sent.",
+                &self.updates_sent,
+            ),
+            (
+                "presence_slow_consumers_closed_total",
+                "counter",
+                "Dashboards closed for falling behind.",
+                &self.slow_consumers_closed,
+            ),
+            (
+                "presence_ping_timeouts_total",
+                "counter",
+                "Connections closed for not answering pings.",
+                &self.ping_timeouts,
+            ),
+            (
+                "presence_store_errors_total",
+                "counter",
+                "Store operations that failed.",
+                &self.store_errors,
+            ),
+            (
+                "presence_bulk_requests_total",
+                "counter",
+                "Bulk status requests answered.",
+                &self.bulk_requests,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

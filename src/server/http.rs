@@ -1,0 +1,297 @@
+//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health` and `/metrics`.
+//!
+//! Every response carries `Access-Control-Allow-Origin: *`; `OPTIONS` on any route is a 204
+//! preflight answer. Errors are JSON bodies `{"error": ...}`.
+
+use super::connection::Connection;
+use super::handshake::{self, MAX_DEVICE_ID_BYTES};
+use super::session::{self, Peer};
+use super::Context;
+use crate::auth::{self, Identity};
+use crate::metrics::inc;
+use crate::presence::Status;
+use crate::store::{PresenceStore, StoreHealth};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn, Instrument};
+
+type Reply = Response<Full<Bytes>>;
+
+/// Routes one request.
+pub async fn handle<S: PresenceStore>(
+    ctx: Arc<Context<S>>,
+    req: Request<Incoming>,
+) -> Result<Reply, Infallible> {
+    let path = req.uri().path();
+    let reply = match (req.method(), path) {
+        (&Method::OPTIONS, _) => preflight(),
+        (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req),
+        (&Method::GET, "/" | "/ws") => {
+            error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
+        }
+        (&Method::POST, "/api/presence/status") => bulk_status(&ctx, req).await,
+        (&Method::GET, "/health") => health(&ctx),
+        (&Method::GET, "/metrics") => text(ctx.metrics.render()),
+        (_, "/api/presence/status" | "/health" | "/metrics") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    };
+    Ok(with_cors(reply))
+}
+
+fn with_cors(mut reply: Reply) -> Reply {
+    reply
+        .headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    reply
+}
+
+fn preflight() -> Reply {
+    let mut reply = Response::new(Full::default());
+    *reply.status_mut() = StatusCode::NO_CONTENT;
+    let headers = reply.headers_mut();
+    headers.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("Authorization, Content-Type"),
+    );
+    headers.insert("access-control-max-age", HeaderValue::from_static("86400"));
+    reply
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, &json!({ "error": message }))
+}
+
+fn unauthorized(reason: &str) -> Reply {
+    json_reply(
+        StatusCode::UNAUTHORIZED,
+        &json!({ "error": "Unauthorized", "reason": reason }),
+    )
+}
+
+fn text(body: String) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    reply
+}
+
+fn health<S: PresenceStore>(ctx: &Context<S>) -> Reply {
+    let status = match ctx.store.health() {
+        StoreHealth::Ok => "ok",
+        StoreHealth::Degraded => "degraded",
+    };
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "store": ctx.store.kind(),
+            "connections": ctx.metrics.connections(),
+        }),
+    )
+}
+
+/// Checks the upgrade and the token, answers 101 and hands the socket to a session.
+fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) -> Reply {
+    let accept = match handshake::accept_key(&req) {
+        Ok(accept) => accept,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let credentials = handshake::credentials(&req);
+    let identity = match verify(ctx, credentials.token.as_deref()) {
+        Ok(identity) => identity,
+        Err(why) => {
+            inc(&ctx.metrics.auth_failures);
+            debug!(reason = %why, "upgrade refused");
+            return unauthorized(&why.to_string());
+        }
+    };
+    if credentials
+        .device_id
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_DEVICE_ID_BYTES)
+    {
+        return error(StatusCode::BAD_REQUEST, "device id longer than 128 bytes");
+    }
+    if ctx.metrics.connections() >= ctx.config.max_connections as u64 {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    }
+    let peer = Peer {
+        identity,
+        device_id: credentials.device_id.map(Arc::from),
+        conn_id: ctx.next_conn.fetch_add(1, Ordering::Relaxed),
+    };
+    let gauge = session::count(&ctx.metrics, peer.identity.role);
+    let span = tracing::info_span!(
+        "conn",
+        conn_id = peer.conn_id,
+        user_id = %peer.identity.user_id,
+        device_id = peer.device_id.as_deref().unwrap_or(""),
+        role = peer.identity.role.as_str(),
+    );
+    let task_ctx = ctx.clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    ctx.tracker.spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(error) => {
+                    warn!(%error, "upgrade failed");
+                    return;
+                }
+            };
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0)
+                .max_message_size(Some(task_ctx.config.max_frame_bytes))
+                .max_frame_size(Some(task_ctx.config.max_frame_bytes));
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                WsRole::Server,
+                Some(config),
+            )
+            .await;
+            let connection = Connection::new(ws, task_ctx.config.ping_timeout);
+            session::run(task_ctx, connection, peer, gauge).await;
+        }
+        .instrument(span),
+    );
+    let mut reply = Response::new(Full::default());
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = reply.headers_mut();
+    headers.insert("upgrade", HeaderValue::from_static("websocket"));
+    headers.insert("connection", HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(protocol) = credentials.echo_protocol {
+        headers.insert("sec-websocket-protocol", protocol);
+    }
+    reply
+}
+
+fn verify<S>(ctx: &Context<S>, token: Option<&str>) -> Result<Identity, auth::AuthError> {
+    let token = token.ok_or(auth::AuthError::Missing)?;
+    ctx.config.verifier.verify(token, auth::now_secs())
+}
+
+/// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
+async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
+    if ctx.config.api_auth {
+        let token = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        if let Err(why) = verify(ctx, token) {
+            return unauthorized(&why.to_string());
+        }
+    }
+    if !ctx.config.presence_enabled {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
+    }
+    let limit = ctx.config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
+    }
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large")
+        }
+        Err(_) => return error(StatusCode::BAD_REQUEST, "Could not read the request body"),
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid JSON");
+    };
+    let Some(Value::Array(asked)) = request.get("userIds") else {
+        return error(StatusCode::BAD_REQUEST, "userIds must be an array");
+    };
+    let mut ids = Vec::with_capacity(asked.len().min(ctx.config.bulk_max_ids));
+    for id in asked {
+        match id {
+            Value::String(s) => ids.push(Arc::from(s.as_str())),
+            Value::Number(n) => ids.push(Arc::from(n.to_string())),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "userIds must hold only strings or numbers",
+                )
+            }
+        }
+    }
+    if ids.len() > ctx.config.bulk_max_ids {
+        let message = format!(
+            "Too many userIds: at most {} per request",
+            ctx.config.bulk_max_ids
+        );
+        return error(StatusCode::BAD_REQUEST, &message);
+    }
+    let views = match ctx.store.lookup(&ids).await {
+        Ok(views) => views,
+        Err(e) => {
+            inc(&ctx.metrics.store_errors);
+            warn!(error = %e, "bulk status lookup failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Presence store unavailable",
+            );
+        }
+    };
+    inc(&ctx.metrics.bulk_requests);
+    let users: Vec<Value> = asked
+        .iter()
+        .zip(views)
+        .map(|(asked, view)| {
+            let mut user = json!({
+                "userId": asked,
+                "status": match view.status { Status::Online => "online", Status::Offline => "offline" },
+                "lastSeen": view.last_seen,
+            });
+            if let (Some(device), Value::Object(map)) = (&view.device_id, &mut user) {
+                map.insert("deviceId".into(), Value::from(device.as_ref()));
+            }
+            user
+        })
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({ "success": true, "users": users, "timestamp": ctx.clock.now_ms() }),
+    )
+}

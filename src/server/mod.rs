@@ -1,0 +1,113 @@
+//! The network edge: one TCP port serving HTTP and upgrading to WebSocket.
+//!
+//! [`run`] owns the accept loop; each TCP connection is served by hyper ([`http`]); upgrades are
+//! checked in [`handshake`] and become a [`session`] over a [`connection::Connection`].
+
+mod connection;
+mod handshake;
+mod http;
+mod session;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::PresenceStore;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// How long shutdown waits for connections to close before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection task shares. Read-only but for the atomics in `metrics` and
+/// `next_conn`; the store has its own locking rule.
+pub(crate) struct Context<S> {
+    pub config: Config,
+    pub store: S,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub next_conn: AtomicU64,
+}
+
+/// Serves HTTP and WebSocket on `listener` until `shutdown` is cancelled, then closes every
+/// WebSocket with 1001 and returns once they are gone (or after a grace period).
+pub async fn run<S: PresenceStore>(
+    listener: TcpListener,
+    config: Config,
+    store: S,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    let ctx = Arc::new(Context {
+        config,
+        store,
+        clock,
+        metrics: Metrics::default(),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        next_conn: AtomicU64::new(1),
+    });
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                ctx.tracker.spawn(serve(ctx.clone(), stream));
+            }
+            Err(error) => {
+                // Usually out of file descriptors: wait for some to be freed.
+                warn!(%error, ?backoff, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    drop(listener);
+    ctx.tracker.close();
+    info!(connections = ctx.metrics.connections(), "shutting down");
+    if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within the grace period");
+    }
+}
+
+/// Serves one TCP connection with hyper, upgrades included.
+async fn serve<S: PresenceStore>(ctx: Arc<Context<S>>, stream: TcpStream) {
+    // Presence frames are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let service_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| http::handle(service_ctx.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! One WebSocket session, from the 101 to the close: the inbound messages of a connection are a
+//! closed set ([`Inbound`]), each handled here in one place.
+//!
+//! A mobile session reports connect, heartbeats and disconnect to the store; a web/dashboard
+//! session gets a snapshot and then the store's feed. Both are pinged, and both get a
+//! PRESENCE_ERROR for a frame they may not send.
+
+use super::connection::{Connection, Inbound};
+use super::Context;
+use crate::auth::{Identity, Role};
+use crate::metrics::{dec, inc, Metrics};
+use crate::presence::{ConnId, HeartbeatGate, Millis};
+use crate::store::{Device, Feed, PresenceStore};
+use crate::wire::{encode_error, encode_snapshot, encode_update, ErrorCode, Frame, MessageType};
+use bytes::Bytes;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, warn};
+
+/// Bad frames in a row after which a connection is closed with 1008.
+const MAX_BAD_FRAMES_IN_A_ROW: u32 = 16;
+
+/// Who is on the other end of a session.
+#[derive(Debug)]
+pub struct Peer {
+    /// From the token.
+    pub identity: Identity,
+    /// From the handshake.
+    pub device_id: Option<Arc<str>>,
+    /// This process's id for the connection.
+    pub conn_id: ConnId,
+}
+
+/// Counts a connection in its role's gauge for as long as it lives.
+pub struct Counted<'a> {
+    gauge: &'a AtomicU64,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        dec(self.gauge);
+    }
+}
+
+/// Starts counting a connection of `role` (done before the upgrade completes, so the connection
+/// cap holds under bursts).
+pub fn count(metrics: &Metrics, role: Role) -> Role {
+    inc(gauge(metrics, role));
+    role
+}
+
+fn gauge(metrics: &Metrics, role: Role) -> &AtomicU64 {
+    match role {
+        Role::Mobile => &metrics.mobile_connections,
+        Role::Web | Role::Dashboard => &metrics.dashboard_connections,
+    }
+}
+
+/// How a session ends.
+enum Ending {
+    /// Send a close frame with this code and reason.
+    Close(u16, &'static str),
+    /// The peer is gone or unresponsive: just drop the socket.
+    Drop,
+}
+
+/// When to ping, and whether the last ping went unanswered.
+struct KeepAlive {
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    last_inbound: Instant,
+    ping_sent: Option<Instant>,
+}
+
+enum Liveness {
+    Ping,
+    Wait(Instant),
+    Dead,
+}
+
+impl KeepAlive {
+    fn check(&mut self, now: Instant) -> Liveness {
+        if let Some(sent) = self.ping_sent {
+            if self.last_inbound >= sent {
+                self.ping_sent = None;
+            } else if now >= sent + self.timeout {
+                return Liveness::Dead;
+            } else {
+                return Liveness::Wait(sent + self.timeout);
+            }
+        }
+        let due = self.last_inbound + self.interval;
+        if now >= due {
+            self.ping_sent = Some(now);
+            Liveness::Ping
+        } else {
+            Liveness::Wait(due)
+        }
+    }
+}
+
+/// Runs one session to its end.
+pub async fn run<S: PresenceStore>(
+    ctx: Arc<Context<S>>,
+    mut conn: Connection,
+    peer: Peer,
+    role: Role,
+) {
+    let _counted = Counted {
+        gauge: gauge(&ctx.metrics, role),
+    };
+    let tracked = ctx.config.presence_enabled;
+    let device = Device {
+        user_id: peer.identity.user_id.clone(),
+        conn: peer.conn_id,
+        device_id: peer.device_id.clone(),
+    };
+    let mut feed: Option<Feed> = None;
+    if tracked && role == Role::Mobile {
+        report(&ctx, ctx.store.connect(&device).await);
+    }
+    if tracked && role.watches_presence() {
+        match ctx.store.subscribe().await {
+            Ok((snapshot, receiver)) => {
+                let frame =
+                    encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &snapshot.users);
+                if conn.send(Bytes::from(frame)).await.is_err() {
+                    return;
+                }
+                feed = Some(receiver);
+            }
+            Err(e) => {
+                report(&ctx, Err(e));
+                conn.close(1011, "presence store unavailable").await;
+                return;
+            }
+        }
+    }
+    debug!("session started");
+    let ending = serve(&ctx, &mut conn, &peer, &device, feed).await;
+    if tracked && role == Role::Mobile {
+        report(&ctx, ctx.store.disconnect(&device).await);
+    }
+    debug!("session ended");
+    if let Ending::Close(code, reason) = ending {
+        conn.close(code, reason).await;
+    }
+}
+
+fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
+    if let Err(error) = result {
+        inc(&ctx.metrics.store_errors);
+        warn!(%error, "store operation failed");
+    }
+}
+
+/// Waits for the next feed item; never resolves without a feed.
+async fn next_update(feed: Option<&mut Feed>) -> Result<Arc<crate::store::Published>, RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The session loop: inbound messages, feed, keep-alive, held heartbeats and shutdown.
+async fn serve<S: PresenceStore>(
+    ctx: &Context<S>,
+    conn: &mut Connection,
+    peer: &Peer,
+    device: &Device,
+    mut feed: Option<Feed>,
+) -> Ending {
+    let clock = ctx.clock;
+    let config = &ctx.config;
+    let mobile = peer.identity.role == Role::Mobile && config.presence_enabled;
+    let mut gate = HeartbeatGate::new(millis(config.heartbeat_min_interval), clock.now_ms());
+    let mut keepalive = KeepAlive {
+        interval: config.ping_interval,
+        timeout: config.ping_timeout,
+        last_inbound: Instant::now(),
+        ping_sent: None,
+    };
+    let ping_timer = sleep_until(keepalive.last_inbound + keepalive.interval);
+    let flush_timer = sleep_until(Instant::now());
+    tokio::pin!(ping_timer, flush_timer);
+    let mut flush_armed: Option<Millis> = None;
+    let mut bad_in_a_row = 0u32;
+    loop {
+        if gate.flush_at() != flush_armed {
+            flush_armed = gate.flush_at();
+            if let Some(at) = flush_armed {
+                flush_timer.as_mut().reset(clock.instant_at(at));
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ending::Close(1001, "server shutting down"),
+            inbound = conn.read() => {
+                keepalive.last_inbound = Instant::now();
+                let refusal = match inbound {
+                    Inbound::Binary(bytes) => match Frame::decode(&bytes) {
+                        Err(e) => Some((ErrorCode::BadFrame, e.to_string())),
+                        Ok(frame) if frame.message_type == MessageType::HEARTBEAT => {
+                            inc(&ctx.metrics.heartbeats);
+                            if peer.identity.role != Role::Mobile {
+                                Some((ErrorCode::Forbidden, format!("HEARTBEAT is for mobile connections, not {}", peer.identity.role.as_str())))
+                            } else {
+                                if let Some(at) = gate.heartbeat(clock.now_ms()).filter(|_| mobile) {
+                                    write_heartbeat(ctx, device, at).await;
+                                }
+                                None
+                            }
+                        }
+                        Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
+                            Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
+                        }
+                        Ok(_) => {
+                            inc(&ctx.metrics.frames_dropped);
+                            None
+                        }
+                    },
+                    Inbound::Text => Some((ErrorCode::BadFrame, "text frames are not accepted: send binary MessagePack frames".to_owned())),
+                    Inbound::Control => {
+                        if conn.flush().await.is_err() {
+                            return Ending::Drop;
+                        }
+                        None
+                    }
+                    Inbound::TooLarge => return Ending::Close(1009, "frame too large"),
+                    Inbound::Closed => return Ending::Drop,
+                };
+                match refusal {
+                    None => bad_in_a_row = 0,
+                    Some((code, message)) => {
+                        inc(&ctx.metrics.frames_refused);
+                        bad_in_a_row += 1;
+                        debug!(%message, "frame refused");
+                        if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {
+                            return Ending::Close(1008, "too many bad frames");
+                        }
+                        let frame = encode_error(&peer.identity.user_id, code, &message);
+                        if conn.send(Bytes::from(frame)).await.is_err() {
+                            return Ending::Drop;
+                        }
+                    }
+                }
+            }
+            update = next_update(feed.as_mut()) => match update {
+                Ok(published) => {
+                    if conn.send(published.frame(encode_update)).await.is_err() {
+                        return Ending::Drop;
+                    }
+                    inc(&ctx.metrics.updates_sent);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    inc(&ctx.metrics.slow_consumers_closed);
+                    warn!(missed, "dashboard fell behind; closing it");
+                    return Ending::Close(1013, "too far behind: reconnect for a fresh snapshot");
+                }
+                Err(RecvError::Closed) => return Ending::Close(1001, "server shutting down"),
+            },
+            _ = &mut ping_timer => match keepalive.check(Instant::now()) {
+                Liveness::Ping => {
+                    if conn.ping().await.is_err() {
+                        return Ending::Drop;
+                    }
+                    ping_timer.as_mut().reset(Instant::now() + keepalive.timeout);
+                }
+                Liveness::Wait(until) => ping_timer.as_mut().reset(until),
+                Liveness::Dead => {
+                    inc(&ctx.metrics.ping_timeouts);
+                    debug!("no answer to ping; closing");
+                    return Ending::Drop;
+                }
+            },
+            _ = &mut flush_timer, if flush_armed.is_some() => {
+                if let Some(at) = gate.flush(clock.now_ms()) {
+                    write_heartbeat(ctx, device, at).await;
+                }
+            }
+        }
+    }
+}
+
+async fn write_heartbeat<S: PresenceStore>(ctx: &Context<S>, device: &Device, at: Millis) {
+    inc(&ctx.metrics.heartbeat_writes);
+    report(ctx, ctx.store.heartbeat(device, at).await);
+}
+
+fn millis(d: std::time::Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

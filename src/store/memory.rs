@@ -1,0 +1,202 @@
+//! The embedded store: the presence core behind one mutex, with one timer task for every user.
+//!
+//! Locking rule: `Shared::state` is a `std` mutex, held only for a core operation and the
+//! non-blocking publication of its update, never across an `.await`. Publishing under the lock is
+//! what keeps updates in order and makes a snapshot consistent with the feed handed out with it.
+
+use super::{Device, Feed, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
+use crate::clock::Clock;
+use crate::presence::{Effect, Millis, Presence, Rules, Status, UserView};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// How many due wake-ups the timer task handles under one lock before letting others in.
+const WAKE_BATCH: usize = 1024;
+
+/// The in-process presence store. Cheap to clone; all clones share one state.
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    feed: broadcast::Sender<Arc<Published>>,
+    /// Tells the timer task that an earlier wake-up was queued.
+    timer_moved: Notify,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+struct State {
+    presence: Presence,
+    /// Wake-ups the core asked for, earliest first.
+    timers: BinaryHeap<Reverse<(Millis, Arc<str>)>>,
+}
+
+impl State {
+    /// Publishes and schedules what a core operation asked for.
+    fn apply(&mut self, effect: Effect, user_id: &Arc<str>, shared: &Shared) {
+        if let Some(update) = effect.update {
+            // No subscriber is not an error: nobody is watching.
+            let _ = shared.feed.send(Published::new(update));
+        }
+        if let Some(at) = effect.wake_at {
+            let earliest = self.timers.peek().map(|Reverse((t, _))| *t);
+            self.timers.push(Reverse((at, user_id.clone())));
+            if earliest.is_none_or(|t| at < t) {
+                shared.timer_moved.notify_one();
+            }
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store applying `rules`, whose timer task runs until `shutdown` is cancelled.
+    /// `feed_capacity` is how many updates a subscriber may fall behind before it lags.
+    pub fn spawn(
+        rules: Rules,
+        clock: Clock,
+        feed_capacity: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (feed, _) = broadcast::channel(feed_capacity.max(1));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                presence: Presence::new(rules),
+                timers: BinaryHeap::new(),
+            }),
+            feed,
+            timer_moved: Notify::new(),
+            clock,
+        });
+        tokio::spawn(run_timers(shared.clone(), shutdown));
+        MemoryStore { shared }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    fn with_core(&self, user_id: &Arc<str>, op: impl FnOnce(&mut Presence, Millis) -> Effect) {
+        let now = self.shared.clock.now_ms();
+        let mut state = self.lock();
+        let effect = op(&mut state.presence, now);
+        state.apply(effect, user_id, &self.shared);
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-operation; the core's state is
+/// still consistent per user, so carry on rather than take the whole router down.
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Fires the wake-ups the core asked for, in deadline order.
+async fn run_timers(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let (next, more_due) = {
+            let now = shared.clock.now_ms();
+            let mut state = lock(&shared);
+            let mut fired = 0;
+            while fired < WAKE_BATCH {
+                match state.timers.peek() {
+                    Some(Reverse((at, _))) if *at <= now => {}
+                    _ => break,
+                }
+                let Some(Reverse((_, user_id))) = state.timers.pop() else {
+                    break;
+                };
+                let effect = state.presence.wake(&user_id, now);
+                state.apply(effect, &user_id, &shared);
+                fired += 1;
+            }
+            (
+                state.timers.peek().map(|Reverse((at, _))| *at),
+                fired == WAKE_BATCH,
+            )
+        };
+        if more_due {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(shared.clock.instant_at(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = shared.timer_moved.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+impl PresenceStore for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
+    }
+
+    async fn connect(&self, device: &Device) -> Result<(), StoreError> {
+        self.with_core(&device.user_id, |p, now| {
+            p.connect(&device.user_id, device.conn, device.device_id.clone(), now)
+        });
+        Ok(())
+    }
+
+    async fn heartbeat(&self, device: &Device, at: Millis) -> Result<(), StoreError> {
+        self.with_core(&device.user_id, |p, _| {
+            p.heartbeat(&device.user_id, device.conn, at)
+        });
+        Ok(())
+    }
+
+    async fn disconnect(&self, device: &Device) -> Result<(), StoreError> {
+        self.with_core(&device.user_id, |p, now| {
+            p.disconnect(&device.user_id, device.conn, now)
+        });
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<(Snapshot, Feed), StoreError> {
+        let (mut users, feed) = {
+            let state = self.lock();
+            (state.presence.online_users(), self.shared.feed.subscribe())
+        };
+        users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+        let snapshot = Snapshot {
+            timestamp: self.shared.clock.now_ms(),
+            users,
+        };
+        Ok((snapshot, feed))
+    }
+
+    async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
+        let state = self.lock();
+        Ok(user_ids
+            .iter()
+            .map(|id| {
+                state.presence.user(id).unwrap_or_else(|| UserView {
+                    user_id: id.clone(),
+                    status: Status::Offline,
+                    last_seen: 0,
+                    device_id: None,
+                    version: 0,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,114 @@
+//! Where presence state lives: the [`PresenceStore`] interface and its implementations.
+//!
+//! A store applies the rules of [`crate::presence`] to the devices the router reports, and
+//! publishes every resulting [`Update`] to its subscribers exactly once and in order.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::presence::{ConnId, Millis, Update, UserView};
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+/// One connected device, as the router reports it to the store.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The authenticated user id.
+    pub user_id: Arc<str>,
+    /// This process's id for the connection.
+    pub conn: ConnId,
+    /// The device id the client gave, if any.
+    pub device_id: Option<Arc<str>>,
+}
+
+/// An update as it travels to dashboards: the change, and its wire frame encoded once and shared.
+#[derive(Debug)]
+pub struct Published {
+    /// The change.
+    pub update: Update,
+    frame: OnceLock<Bytes>,
+}
+
+impl Published {
+    /// Wraps an update for publication.
+    pub fn new(update: Update) -> Arc<Self> {
+        Arc::new(Published {
+            update,
+            frame: OnceLock::new(),
+        })
+    }
+
+    /// The encoded frame, encoded by the first caller with `encode` and shared by all others.
+    pub fn frame(&self, encode: impl FnOnce(&Update) -> Vec<u8>) -> Bytes {
+        self.frame
+            .get_or_init(|| Bytes::from(encode(&self.update)))
+            .clone()
+    }
+}
+
+/// Live updates for one subscriber, in order. Lagging too far behind is reported as
+/// [`broadcast::error::RecvError::Lagged`].
+pub type Feed = broadcast::Receiver<Arc<Published>>;
+
+/// The users online at one moment, consistent with the feed handed out with it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub timestamp: Millis,
+    /// The online users, each with the version this snapshot reflects.
+    pub users: Vec<UserView>,
+}
+
+/// How the store is doing, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Working.
+    Ok,
+    /// Reachable only in part; presence may be stale.
+    Degraded,
+}
+
+/// A store operation that failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store is not reachable right now.
+    #[error("presence store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The presence state shared by every connection of a router (and, for shared stores, by every
+/// router). Implementations apply [`crate::presence`] and publish each change exactly once.
+pub trait PresenceStore: Clone + Send + Sync + 'static {
+    /// A short name for `/health` ("memory", "redis").
+    fn kind(&self) -> &'static str;
+
+    /// How the store is doing.
+    fn health(&self) -> StoreHealth;
+
+    /// A mobile device connected (the first write of its presence).
+    fn connect(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A heartbeat of `device`, received at `at`, is written: the user's TTL restarts from `at`.
+    fn heartbeat(
+        &self,
+        device: &Device,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A mobile device disconnected.
+    fn disconnect(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The online users now and every update after them, with nothing missed in between.
+    fn subscribe(&self) -> impl Future<Output = Result<(Snapshot, Feed), StoreError>> + Send;
+
+    /// The status of each user, in the order asked; users never seen are offline with
+    /// `last_seen` 0 and version 0.
+    fn lookup(
+        &self,
+        user_ids: &[Arc<str>],
+    ) -> impl Future<Output = Result<Vec<UserView>, StoreError>> + Send;
+}

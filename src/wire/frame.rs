@@ -1,0 +1,156 @@
+//! The frame envelope `[channelType, messageType, fromId, toId, (messageId,) payload]`.
+
+use super::decode::{DecodeError, Reader, Value};
+use thiserror::Error;
+
+/// The channel a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelType {
+    /// A talk group (0).
+    Group,
+    /// A one-to-one channel (1).
+    Private,
+}
+
+/// A message type number. 0–27 belong to the VoicePing PTT protocol, 30–33 to presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageType(pub u64);
+
+impl MessageType {
+    /// A handset's keep-alive: refreshes its user's presence TTL.
+    pub const HEARTBEAT: MessageType = MessageType(30);
+    /// A change of one user's status, sent to dashboards.
+    pub const PRESENCE_UPDATE: MessageType = MessageType(31);
+    /// Who is online, sent to a dashboard when it connects.
+    pub const PRESENCE_SNAPSHOT: MessageType = MessageType(32);
+    /// A frame the router refused, sent to its sender.
+    pub const PRESENCE_ERROR: MessageType = MessageType(33);
+}
+
+/// A user or group id as it appears on the wire: an integer or a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id<'a> {
+    /// An integer id.
+    Int(i64),
+    /// An integer id above `i64::MAX`.
+    UInt(u64),
+    /// A string id.
+    Str(&'a str),
+}
+
+/// One decoded frame. Ids and payload borrow from the message bytes; the payload is kept as
+/// checked raw MessagePack and decoded only when someone needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame<'a> {
+    /// GROUP or PRIVATE.
+    pub channel: ChannelType,
+    /// What the frame is.
+    pub message_type: MessageType,
+    /// The sender id the client wrote (never trusted for presence).
+    pub from: Option<Id<'a>>,
+    /// The addressee id.
+    pub to: Option<Id<'a>>,
+    /// The message id of the 6-element form.
+    pub message_id: Option<&'a [u8]>,
+    /// The payload's raw MessagePack bytes, when present and not `nil`/`undefined`.
+    pub payload: Option<&'a [u8]>,
+}
+
+/// Why a binary message is not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// Not MessagePack.
+    #[error("undecodable MessagePack: {0}")]
+    Decode(#[from] DecodeError),
+    /// MessagePack, but not an array.
+    #[error("a frame must be a MessagePack array")]
+    NotAnArray,
+    /// An array of the wrong size.
+    #[error("a frame has 3 to 6 elements, this one has {0}")]
+    BadLength(usize),
+    /// A channelType other than 0 (GROUP) or 1 (PRIVATE).
+    #[error("unknown channelType {0}")]
+    UnknownChannel(String),
+    /// A messageType that is not a non-negative integer.
+    #[error("messageType must be a non-negative integer")]
+    BadMessageType,
+    /// An id that is neither an integer nor a string.
+    #[error("{0} must be an integer or a string")]
+    BadId(&'static str),
+}
+
+impl<'a> Frame<'a> {
+    /// Decodes one frame, accepting every form VoicePing clients send.
+    pub fn decode(bytes: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+        let mut reader = Reader::new(bytes);
+        let len = reader.array_len()?.ok_or(FrameError::NotAnArray)?;
+        if !(3..=6).contains(&len) {
+            return Err(FrameError::BadLength(len));
+        }
+        let channel = match reader.value(0)? {
+            Value::Int(0) => ChannelType::Group,
+            Value::Int(1) => ChannelType::Private,
+            other => return Err(FrameError::UnknownChannel(describe(&other))),
+        };
+        let message_type = reader
+            .value(0)?
+            .as_u64()
+            .map(MessageType)
+            .ok_or(FrameError::BadMessageType)?;
+        let from = id(reader.value(0)?, "fromId")?;
+        let to = match len {
+            3 => None,
+            _ => id(reader.value(0)?, "toId")?,
+        };
+        let message_id = match len {
+            6 => present(reader.skip(0)?),
+            _ => None,
+        };
+        let payload = match len {
+            5 | 6 => present(reader.skip(0)?),
+            _ => None,
+        };
+        reader.finish()?;
+        Ok(Frame {
+            channel,
+            message_type,
+            from,
+            to,
+            message_id,
+            payload,
+        })
+    }
+
+    /// Decodes the payload into a value tree (`None` when absent).
+    pub fn payload_value(&self) -> Option<Value<'a>> {
+        // The payload bytes were checked when the frame was decoded.
+        self.payload.and_then(|raw| super::decode_value(raw).ok())
+    }
+}
+
+/// `nil` and notepack's `undefined` both mean "absent".
+fn present(raw: &[u8]) -> Option<&[u8]> {
+    match raw {
+        [0xc0] | [0xd4, 0x00, 0x00] => None,
+        _ => Some(raw),
+    }
+}
+
+fn id<'a>(value: Value<'a>, field: &'static str) -> Result<Option<Id<'a>>, FrameError> {
+    match value {
+        Value::Int(i) => Ok(Some(Id::Int(i))),
+        Value::UInt(u) => Ok(Some(Id::UInt(u))),
+        Value::Str(s) => Ok(Some(Id::Str(s))),
+        Value::Nil | Value::Undefined => Ok(None),
+        _ => Err(FrameError::BadId(field)),
+    }
+}
+
+fn describe(value: &Value<'_>) -> String {
+    match value {
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Str(s) => format!("{s:?}"),
+        other => format!("{other:?}").chars().take(32).collect(),
+    }
+}

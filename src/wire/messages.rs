@@ -1,0 +1,83 @@
+//! The frames the router sends: PRESENCE_UPDATE, PRESENCE_SNAPSHOT and PRESENCE_ERROR.
+//!
+//! Map keys are written in a fixed order, the one documented in `protocol/PROTOCOL.md`; optional
+//! fields are left out rather than written as `undefined`.
+
+use super::encode::Encoder;
+use super::frame::MessageType;
+use crate::presence::{Status, Update, UserView};
+
+/// The `code` of a PRESENCE_ERROR, HTTP-style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the frame could not be understood.
+    BadFrame = 400,
+    /// 403: the frame is not allowed for this connection's role.
+    Forbidden = 403,
+    /// 413: the frame is too large.
+    TooLarge = 413,
+    /// 429: too many frames.
+    TooMany = 429,
+}
+
+fn header(e: &mut Encoder, message_type: MessageType) {
+    e.array(5).uint(0).uint(message_type.0).uint(0);
+}
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Online => "online",
+        Status::Offline => "offline",
+    }
+}
+
+/// `[0, 31, 0, "broadcast", {userId, status, timestamp, type, deviceId?, lastSeen, version}]`.
+pub fn encode_update(update: &Update) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(96 + update.user_id.len());
+    header(&mut e, MessageType::PRESENCE_UPDATE);
+    e.str("broadcast");
+    e.map(6 + usize::from(update.device_id.is_some()));
+    e.str("userId").str(&update.user_id);
+    e.str("status").str(status_str(update.status));
+    e.str("timestamp").uint(update.timestamp);
+    e.str("type").str("presence_update");
+    if let Some(device) = &update.device_id {
+        e.str("deviceId").str(device);
+    }
+    e.str("lastSeen").uint(update.last_seen);
+    e.str("version").uint(update.version);
+    e.into_bytes()
+}
+
+/// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [...]}]`.
+pub fn encode_snapshot(to: &str, timestamp: u64, users: &[UserView]) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(64 + users.len() * 96);
+    header(&mut e, MessageType::PRESENCE_SNAPSHOT);
+    e.str(to);
+    e.map(3);
+    e.str("timestamp").uint(timestamp);
+    e.str("totalOnline").uint(users.len() as u64);
+    e.str("users").array(users.len());
+    for user in users {
+        e.map(4 + usize::from(user.device_id.is_some()));
+        e.str("userId").str(&user.user_id);
+        e.str("status").str(status_str(user.status));
+        e.str("lastSeen").uint(user.last_seen);
+        if let Some(device) = &user.device_id {
+            e.str("deviceId").str(device);
+        }
+        e.str("version").uint(user.version);
+    }
+    e.into_bytes()
+}
+
+/// `[0, 33, 0, <user id>, {code, message}]`.
+pub fn encode_error(to: &str, code: ErrorCode, message: &str) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(32 + to.len() + message.len());
+    header(&mut e, MessageType::PRESENCE_ERROR);
+    e.str(to);
+    e.map(2);
+    e.str("code").uint(code as u64);
+    e.str("message").str(message);
+    e.into_bytes()
+}

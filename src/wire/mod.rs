@@ -1,0 +1,15 @@
+//! The wire format: MessagePack frames as VoicePing routers and clients exchange them.
+//!
+//! Everything here is pure and synchronous: bytes in, values out, and back. Decoding is lenient
+//! (any integer width, notepack's `undefined` and Date ext); encoding is byte-identical to the npm
+//! `notepack` 0.0.2 encoder and never emits an ext type.
+
+mod decode;
+mod encode;
+mod frame;
+mod messages;
+
+pub use decode::{decode_value, DecodeError, Value};
+pub use encode::Encoder;
+pub use frame::{ChannelType, Frame, FrameError, Id, MessageType};
+pub use messages::{encode_error, encode_snapshot, encode_update, ErrorCode};
