@@ -2,7 +2,9 @@
 //! what the router sends must be byte-identical, and what clients send must decode.
 
 use presence_router::presence::{Status, Update, UserView};
-use presence_router::wire::{encode_error, encode_snapshot, encode_update, ChannelType, ErrorCode, Frame, Id};
+use presence_router::wire::{
+    encode_error, encode_snapshot, encode_update, ChannelType, ErrorCode, Frame, Id,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -72,7 +74,11 @@ fn server_frames_are_byte_identical_to_notepack() {
                         version: num(u, "version"),
                     })
                     .collect();
-                encode_snapshot(value["to"].as_str().expect("to"), num(body, "timestamp"), &users)
+                encode_snapshot(
+                    value["to"].as_str().expect("to"),
+                    num(body, "timestamp"),
+                    &users,
+                )
             }
             Some("error") => {
                 let body = &value["body"];
@@ -82,11 +88,20 @@ fn server_frames_are_byte_identical_to_notepack() {
                     413 => ErrorCode::TooLarge,
                     _ => ErrorCode::TooMany,
                 };
-                encode_error(value["to"].as_str().expect("to"), code, body["message"].as_str().expect("message"))
+                encode_error(
+                    value["to"].as_str().expect("to"),
+                    code,
+                    body["message"].as_str().expect("message"),
+                )
             }
             other => panic!("unknown vector kind {other:?}"),
         };
-        assert_eq!(hex(&bytes), vector["hex"].as_str().expect("hex"), "{}", vector["name"]);
+        assert_eq!(
+            hex(&bytes),
+            vector["hex"].as_str().expect("hex"),
+            "{}",
+            vector["name"]
+        );
     }
 }
 
@@ -114,9 +129,21 @@ fn client_frames_from_notepack_decode() {
         };
         assert_eq!(channel, num(expect, "channel"), "{name}");
         assert_eq!(frame.message_type.0, num(expect, "messageType"), "{name}");
-        assert!(id_matches(frame.from, &expect["from"]), "{name}: from {:?}", frame.from);
-        assert!(id_matches(frame.to, &expect["to"]), "{name}: to {:?}", frame.to);
-        assert_eq!(frame.payload.is_some(), expect["payload"] == Value::Bool(true), "{name}");
+        assert!(
+            id_matches(frame.from, &expect["from"]),
+            "{name}: from {:?}",
+            frame.from
+        );
+        assert!(
+            id_matches(frame.to, &expect["to"]),
+            "{name}: to {:?}",
+            frame.to
+        );
+        assert_eq!(
+            frame.payload.is_some(),
+            expect["payload"] == Value::Bool(true),
+            "{name}"
+        );
         if let Some(payload) = frame.payload_value() {
             // A heartbeat payload's timestamp decodes whatever form it took (int, float, Date).
             if payload.get("type").and_then(|t| t.as_str()) == Some("heartbeat") {

@@ -14,6 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+/// Longest wait for the peer's answer to our close frame.
+pub const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
 /// The WebSocket of one upgraded HTTP connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -85,14 +88,14 @@ impl Connection {
         within(self.write_timeout, self.ws.flush()).await
     }
 
-    /// Closes with `code`, then waits (at most the write timeout) for the peer's close so that
-    /// the frame is not lost to a reset.
+    /// Closes with `code`, then reads until the peer's own close (for at most [`CLOSE_LINGER`])
+    /// so that unread input does not turn the close into a reset that loses the frame.
     pub async fn close(mut self, code: u16, reason: &str) {
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        let deadline = tokio::time::Instant::now() + self.write_timeout.min(CLOSE_LINGER);
         let closing = async {
             if self.ws.close(Some(frame)).await.is_err() {
                 return;

@@ -1,0 +1,371 @@
+//! Helpers shared by the socket tests: a router on a free loopback port, WebSocket clients that
+//! speak the frame format, raw HTTP requests. One helper per behaviour.
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use futures_util::{SinkExt, StreamExt};
+use presence_router::auth::{self, Role};
+use presence_router::clock::Clock;
+use presence_router::config::{Args, Config};
+use presence_router::server;
+use presence_router::store::MemoryStore;
+use presence_router::wire::{decode_value, Value};
+use serde_json::{json, Map, Value as Json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// The HMAC secret every test router uses.
+pub const SECRET: &str = "test-secret-for-presence-router";
+
+/// How long a test waits for something that should happen before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A router serving on 127.0.0.1 with its own memory store; stopped on drop.
+pub struct Router {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Router {
+    /// A router with the default settings but for `tweak`.
+    pub async fn start(tweak: impl FnOnce(&mut Args)) -> Router {
+        let mut args = Args {
+            jwt_secret: Some(SECRET.into()),
+            ..Args::default()
+        };
+        tweak(&mut args);
+        let config = Config::from_args(&args, None).expect("valid test config");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let clock = Clock::start();
+        let store = MemoryStore::spawn(
+            config.rules,
+            clock,
+            config.dashboard_queue,
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(server::run(
+            listener,
+            config,
+            store,
+            clock,
+            shutdown.clone(),
+        ));
+        Router {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the router and waits until it has closed every connection.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("router stops")
+                .expect("router task");
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A token for `user` with `role`, valid for an hour.
+pub fn token(user: &str, role: Role) -> String {
+    auth::mint(
+        SECRET.as_bytes(),
+        user,
+        role,
+        Duration::from_secs(3600),
+        auth::now_secs(),
+    )
+    .expect("mint")
+}
+
+/// A WebSocket client of the router.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client saw next.
+#[derive(Debug)]
+pub enum Seen {
+    Frame(Json),
+    Closed(Option<u16>),
+}
+
+impl Client {
+    /// Connects with the token in the `token` header and an optional device id header.
+    pub async fn connect(router: &Router, token: &str, device: Option<&str>) -> Client {
+        let mut request = router.ws_url().into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("token", HeaderValue::from_str(token).expect("header"));
+        if let Some(device) = device {
+            request
+                .headers_mut()
+                .insert("device_id", HeaderValue::from_str(device).expect("header"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade accepted");
+        Client { ws }
+    }
+
+    /// A mobile of `user` on `device`.
+    pub async fn mobile(router: &Router, user: &str, device: &str) -> Client {
+        Client::connect(router, &token(user, Role::Mobile), Some(device)).await
+    }
+
+    /// A dashboard of `user`; returns it with the snapshot payload it got on connecting.
+    pub async fn dashboard(router: &Router, user: &str) -> (Client, Json) {
+        let mut client = Client::connect(router, &token(user, Role::Dashboard), None).await;
+        let snapshot = client.next_frame().await;
+        assert_eq!(
+            snapshot[1], 32,
+            "first frame is PRESENCE_SNAPSHOT: {snapshot}"
+        );
+        assert_eq!(
+            snapshot[3],
+            json!(user),
+            "snapshot addressed to the dashboard user"
+        );
+        (client, snapshot[4].clone())
+    }
+
+    pub async fn send(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send text");
+    }
+
+    /// Sends `[0, 30, user, 0, {type: "heartbeat", timestamp}]`.
+    pub async fn heartbeat(&mut self, user: &str) {
+        self.send(heartbeat_frame(user)).await;
+    }
+
+    /// The next frame or close, failing the test after [`PATIENCE`].
+    pub async fn next(&mut self) -> Seen {
+        self.next_within(PATIENCE)
+            .await
+            .expect("something arrives in time")
+    }
+
+    /// The next frame or close within `limit`, or `None`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Seen> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Some(Seen::Frame(to_json(
+                        &decode_value(&bytes).expect("router frames decode"),
+                    )))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Seen::Closed(frame.map(|f| u16::from(f.code))))
+                }
+                Some(Ok(Message::Text(text))) => panic!("router sent text: {text}"),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Seen::Closed(None)),
+            }
+        }
+    }
+
+    /// The next frame, failing the test on a close.
+    pub async fn next_frame(&mut self) -> Json {
+        match self.next().await {
+            Seen::Frame(frame) => frame,
+            Seen::Closed(code) => panic!("closed ({code:?}) while a frame was expected"),
+        }
+    }
+
+    /// The payload of the next frame, which must be a PRESENCE_UPDATE.
+    pub async fn next_update(&mut self) -> Json {
+        let frame = self.next_frame().await;
+        assert_eq!(frame[1], 31, "expected PRESENCE_UPDATE, got {frame}");
+        assert_eq!(frame[3], "broadcast");
+        frame[4].clone()
+    }
+
+    /// Waits for the close and returns its code, skipping frames sent before it.
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            if let Seen::Closed(code) = self.next().await {
+                return code;
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for `window`.
+    pub async fn quiet_for(&mut self, window: Duration) {
+        if let Some(seen) = self.next_within(window).await {
+            panic!("expected nothing, got {seen:?}");
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+}
+
+/// `[0, 30, user, 0, {type: "heartbeat", timestamp}]` as notepack encodes it.
+pub fn heartbeat_frame(user: &str) -> Vec<u8> {
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(5).uint(0).uint(30).str(user).uint(0);
+    e.map(2)
+        .str("type")
+        .str("heartbeat")
+        .str("timestamp")
+        .uint(1_702_281_234_567);
+    e.into_bytes()
+}
+
+/// A close code as a number.
+pub fn code(code: CloseCode) -> u16 {
+    u16::from(code)
+}
+
+/// A decoded MessagePack value as JSON, for readable assertions.
+pub fn to_json(value: &Value<'_>) -> Json {
+    match value {
+        Value::Nil | Value::Undefined => Json::Null,
+        Value::Bool(b) => json!(b),
+        Value::Int(i) => json!(i),
+        Value::UInt(u) => json!(u),
+        Value::Float(f) => json!(f),
+        Value::Str(s) => json!(s),
+        Value::Bin(b) => json!(b),
+        Value::Timestamp(t) => json!({ "$date": t }),
+        Value::Ext(t, b) => json!({ "$ext": t, "data": b }),
+        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned),
+                        to_json(v),
+                    )
+                })
+                .collect::<Map<_, _>>(),
+        ),
+    }
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> Json {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Sends `head` (request line and headers, without the blank line) and `body` as they are,
+/// and reads the whole response (the request asks the server to close).
+pub async fn http_raw(router: &Router, head: &str, body: &[u8]) -> HttpReply {
+    let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+    let request = format!(
+        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        router.addr
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write head");
+    // The server may answer and close before reading a refused body.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    HttpReply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// `POST /api/presence/status` with `body` and, when given, a Bearer token.
+pub async fn bulk(router: &Router, bearer: Option<&str>, body: &str) -> HttpReply {
+    let auth = bearer
+        .map(|t| format!("\r\nAuthorization: Bearer {t}"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /api/presence/status HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}{auth}",
+        body.len()
+    );
+    http_raw(router, &head, body.as_bytes()).await
+}
+
+/// Asks the bulk API for one user's status string.
+pub async fn status_of(router: &Router, user: &str) -> String {
+    let reply = bulk(
+        router,
+        Some(&token("ops", Role::Web)),
+        &json!({ "userIds": [user] }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["users"][0]["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
