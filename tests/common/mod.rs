@@ -43,6 +43,10 @@ impl Router {
             ..Args::default()
         };
         tweak(&mut args);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let config = Config::from_args(&args, None).expect("valid test config");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -153,6 +157,33 @@ impl Client {
             "snapshot addressed to the dashboard user"
         );
         (client, snapshot[4].clone())
+    }
+
+    /// A dashboard whose socket has a tiny receive window and that reads nothing until the test
+    /// starts reading it: the router's writes to it back up quickly.
+    pub async fn stalled_dashboard(router: &Router, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let stream = socket.connect(router.addr).await.expect("connect");
+        let mut request = router.ws_url().into_client_request().expect("request");
+        let token = token(user, Role::Dashboard);
+        request
+            .headers_mut()
+            .insert("token", HeaderValue::from_str(&token).expect("header"));
+        let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade accepted");
+        Client { ws }
+    }
+
+    /// Sends a binary message, reporting failure instead of failing the test.
+    pub async fn ws_send_raw(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(Message::Binary(bytes.into())).await
     }
 
     pub async fn send(&mut self, bytes: Vec<u8>) {
