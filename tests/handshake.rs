@@ -1,0 +1,221 @@
+//! The WebSocket upgrade: where tokens and device ids come from, the subprotocol echo, and the
+//! 401 for every kind of bad token, over real sockets.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{token, Client, Router, SECRET};
+use presence_router::auth::Role;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+fn request(router: &Router, url_suffix: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let mut request = format!("ws://{}{url_suffix}", router.addr)
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        request
+            .headers_mut()
+            .append(name, HeaderValue::from_str(value).expect("header"));
+    }
+    request
+}
+
+/// Upgrades and returns the first update a dashboard then sees, to learn who connected.
+async fn connects_as(dashboard: &mut Client, request: Request<()>) -> serde_json::Value {
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade accepted");
+    let update = dashboard.next_update().await;
+    drop((ws, response));
+    update
+}
+
+/// The refusal for `request`: status and JSON body.
+async fn refused(request: Request<()>) -> (u16, serde_json::Value) {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(WsError::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response.body().clone().unwrap_or_default();
+            (status, serde_json::from_slice(&body).expect("JSON body"))
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("upgrade was accepted"),
+    }
+}
+
+fn jwt(header: serde_json::Value, claims: serde_json::Value, signature: &str) -> String {
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{signature}", part(header), part(claims))
+}
+
+#[tokio::test]
+async fn the_token_and_device_id_come_from_headers_subprotocols_or_the_query() {
+    let router = Router::start(|a| a.presence_offline_debounce = Some("0".into())).await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+
+    let by_header = request(
+        &router,
+        "/ws",
+        &[
+            ("VoicePingToken", &token("u1", Role::Mobile)),
+            ("DeviceId", "d1"),
+        ],
+    );
+    let update = connects_as(&mut dashboard, by_header).await;
+    assert_eq!(
+        (update["userId"].as_str(), update["deviceId"].as_str()),
+        (Some("u1"), Some("d1"))
+    );
+    dashboard.next_update().await;
+
+    let by_query = request(
+        &router,
+        &format!("/?token={}&device_id=d2", token("u2", Role::Mobile)),
+        &[],
+    );
+    let update = connects_as(&mut dashboard, by_query).await;
+    assert_eq!(
+        (update["userId"].as_str(), update["deviceId"].as_str()),
+        (Some("u2"), Some("d2"))
+    );
+    router.stop().await;
+}
+
+/// A browser puts the token in the first subprotocol (and the device id in the second); the
+/// router must echo the first back or the browser drops the connection.
+#[tokio::test]
+async fn the_subprotocol_token_is_echoed() {
+    let router = Router::start(|_| {}).await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let t = token("u3", Role::Mobile);
+    let offered = format!("{t}, tablet-7");
+    let (_ws, response) = tokio_tungstenite::connect_async(request(
+        &router,
+        "/ws",
+        &[("Sec-WebSocket-Protocol", &offered)],
+    ))
+    .await
+    .expect("upgrade accepted");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(t.as_str())
+    );
+    let update = dashboard.next_update().await;
+    assert_eq!(
+        (update["userId"].as_str(), update["deviceId"].as_str()),
+        (Some("u3"), Some("tablet-7"))
+    );
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401_and_store_nothing() {
+    let router = Router::start(|_| {}).await;
+    let now = presence_router::auth::now_secs();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"userId": "late", "exp": now - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let wrong_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"userId": "mallory", "exp": now + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another secret"),
+    )
+    .expect("sign");
+    let alg_none = jwt(
+        json!({"alg": "none", "typ": "JWT"}),
+        json!({"userId": "mallory"}),
+        "",
+    );
+    let bad_role = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"userId": "x", "role": "admin"}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let cases = [
+        (None, "missing token"),
+        (Some("garbage"), "malformed token"),
+        (Some(expired.as_str()), "token expired"),
+        (Some(wrong_secret.as_str()), "invalid token signature"),
+        (Some(alg_none.as_str()), "malformed token"),
+        (
+            Some(bad_role.as_str()),
+            "unknown role \"admin\": expected mobile, web or dashboard",
+        ),
+    ];
+    for (token, reason) in cases {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("token", t)).into_iter().collect();
+        let (status, body) = refused(request(&router, "/ws", &headers)).await;
+        assert_eq!(status, 401, "{reason}");
+        assert_eq!(body, json!({"error": "Unauthorized", "reason": reason}));
+    }
+    for user in ["late", "mallory"] {
+        assert_eq!(common::status_of(&router, user).await, "offline");
+    }
+    router.stop().await;
+}
+
+/// An HS256 token signed with the RSA public key as the secret (the classic algorithm
+/// confusion) is refused when the router is configured with that public key.
+#[tokio::test]
+async fn the_algorithm_is_pinned_by_the_configured_key() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let router = Router::start(|a| {
+        a.jwt_secret = None;
+        a.jwt_public_key_file = Some(format!("{dir}/rsa_public.pem"));
+    })
+    .await;
+    let public = std::fs::read(format!("{dir}/rsa_public.pem")).expect("fixture");
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"userId": "mallory"}),
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .expect("sign");
+    let (status, body) = refused(request(&router, "/ws", &[("token", &confused)])).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("token algorithm HS256 is not accepted"))
+    );
+
+    let private = std::fs::read(format!("{dir}/rsa_private.pem")).expect("fixture");
+    let good = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"sub": "driver-rs", "role": "mobile"}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&private).expect("key"),
+    )
+    .expect("sign");
+    let (_ws, _) = tokio_tungstenite::connect_async(request(&router, "/ws", &[("token", &good)]))
+        .await
+        .expect("RS256 token accepted");
+    router.stop().await;
+}
+
+/// Upgrade requests that are not proper WebSocket handshakes get a 400 JSON body.
+#[tokio::test]
+async fn a_broken_handshake_is_a_400() {
+    let router = Router::start(|_| {}).await;
+    let reply = common::http_raw(
+        &router,
+        &format!(
+            "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\ntoken: {}",
+            token("u", Role::Mobile)
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"], "Sec-WebSocket-Version must be 13");
+    router.stop().await;
+}

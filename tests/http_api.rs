@@ -1,0 +1,215 @@
+//! `POST /api/presence/status`, `/health`, `/metrics` and CORS over real HTTP.
+
+mod common;
+
+use common::{bulk, http_raw, token, Client, Router};
+use presence_router::auth::Role;
+use serde_json::json;
+
+fn dashboard_token() -> String {
+    token("ops", Role::Dashboard)
+}
+
+/// The documented shape: users in request order, ids echoed as given, unknown users offline.
+#[tokio::test]
+async fn bulk_status_has_the_documented_shape() {
+    let router = Router::start(|_| {}).await;
+    let _phone = Client::mobile(&router, "driver-1", "phone-1").await;
+    let _numeric = Client::mobile(&router, "42", "radio").await;
+    // Wait until both are known, through the API itself.
+    while common::status_of(&router, "42").await != "online" {
+        tokio::task::yield_now().await;
+    }
+    let reply = bulk(
+        &router,
+        Some(&dashboard_token()),
+        r#"{"userIds":["driver-1",42,"ghost"]}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        reply.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let body = reply.json();
+    assert_eq!(body["success"], true);
+    assert!(body["timestamp"].as_u64().is_some());
+    let users = body["users"].as_array().expect("users");
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[0]["userId"], "driver-1");
+    assert_eq!(users[0]["status"], "online");
+    assert_eq!(users[0]["deviceId"], "phone-1");
+    assert!(users[0]["lastSeen"].as_u64().is_some_and(|t| t > 0));
+    assert_eq!(users[1]["userId"], 42, "a numeric id is echoed as a number");
+    assert_eq!(users[1]["status"], "online");
+    assert_eq!(
+        users[2],
+        json!({"userId": "ghost", "status": "offline", "lastSeen": 0})
+    );
+    router.stop().await;
+}
+
+/// Each refusal, in the documented order of checks, with a JSON body.
+#[tokio::test]
+async fn bulk_status_refuses_bad_requests_with_json_errors() {
+    let router = Router::start(|_| {}).await;
+    let t = dashboard_token();
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (None, r#"{"userIds":["a"]}"#.into(), 401, "Unauthorized"),
+        (
+            Some("not-a-jwt"),
+            r#"{"userIds":["a"]}"#.into(),
+            401,
+            "Unauthorized",
+        ),
+        (Some(&t), "{not json".into(), 400, "Invalid JSON"),
+        (
+            Some(&t),
+            r#"{"userIds":"a"}"#.into(),
+            400,
+            "userIds must be an array",
+        ),
+        (
+            Some(&t),
+            r#"{"ids":["a"]}"#.into(),
+            400,
+            "userIds must be an array",
+        ),
+        (Some(&t), r#"[1,2]"#.into(), 400, "userIds must be an array"),
+        (
+            Some(&t),
+            r#"{"userIds":[{"id":1}]}"#.into(),
+            400,
+            "userIds must hold only strings or numbers",
+        ),
+        (
+            Some(&t),
+            json!({ "userIds": (0..101).collect::<Vec<_>>() }).to_string(),
+            400,
+            "Too many userIds: at most 100 per request",
+        ),
+        (
+            Some(&t),
+            format!(r#"{{"userIds":["{}"]}}"#, "x".repeat(70_000)),
+            413,
+            "Payload too large",
+        ),
+    ];
+    for (bearer, body, status, error) in cases {
+        let reply = bulk(&router, bearer, &body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}: {}",
+            &body[..body.len().min(40)],
+            reply.body
+        );
+        assert_eq!(reply.json()["error"], error);
+        assert_eq!(
+            reply.header("access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+    }
+    // 100 ids is fine.
+    let hundred = json!({ "userIds": (0..100).collect::<Vec<_>>() }).to_string();
+    assert_eq!(bulk(&router, Some(&t), &hundred).await.status, 200);
+    router.stop().await;
+}
+
+/// A chunked body with no Content-Length is cut off at the limit too.
+#[tokio::test]
+async fn a_huge_chunked_body_is_refused_with_413() {
+    let router = Router::start(|_| {}).await;
+    let head = format!(
+        "POST /api/presence/status HTTP/1.1\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked",
+        dashboard_token()
+    );
+    let chunk = "a".repeat(40_000);
+    let body = format!(
+        "{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    );
+    let reply = http_raw(&router, &head, body.as_bytes()).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["error"], "Payload too large");
+    router.stop().await;
+}
+
+/// With `PRESENCE_API_AUTH=none` the bulk API needs no token.
+#[tokio::test]
+async fn the_api_can_be_opened() {
+    let router = Router::start(|a| a.presence_api_auth = Some("none".into())).await;
+    let reply = bulk(&router, None, r#"{"userIds":["a"]}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    router.stop().await;
+}
+
+/// Preflight on any route answers with CORS headers, Origin or not.
+#[tokio::test]
+async fn options_is_a_cors_preflight_on_every_route() {
+    let router = Router::start(|_| {}).await;
+    for path in ["/api/presence/status", "/health", "/anything"] {
+        for origin in ["", "\r\nOrigin: https://dispatch.example"] {
+            let reply = http_raw(&router, &format!("OPTIONS {path} HTTP/1.1{origin}"), b"").await;
+            assert!(
+                matches!(reply.status, 200 | 204),
+                "{path}: {}",
+                reply.status
+            );
+            assert_eq!(
+                reply.header("access-control-allow-origin").as_deref(),
+                Some("*")
+            );
+            assert!(reply
+                .header("access-control-allow-headers")
+                .is_some_and(|h| h.contains("Authorization")));
+        }
+    }
+    router.stop().await;
+}
+
+/// Health says ok, the store and the live connections; metrics are Prometheus text.
+#[tokio::test]
+async fn health_and_metrics() {
+    let router = Router::start(|_| {}).await;
+    let mut phone = Client::mobile(&router, "driver-1", "phone").await;
+    phone.heartbeat("driver-1").await;
+    let (_dashboard, _) = Client::dashboard(&router, "ops").await;
+
+    let health = http_raw(&router, "GET /health HTTP/1.1", b"").await;
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["store"], "memory");
+    assert_eq!(body["connections"], 2);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+
+    let metrics = http_raw(&router, "GET /metrics HTTP/1.1", b"").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .body
+        .contains("# TYPE presence_connections_mobile gauge\npresence_connections_mobile 1"));
+    assert!(metrics.body.contains("presence_connections_dashboard 1"));
+    router.stop().await;
+}
+
+/// Unknown routes and methods get JSON errors; a plain GET on the socket path says to upgrade.
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let router = Router::start(|_| {}).await;
+    let missing = http_raw(&router, "GET /nope HTTP/1.1", b"").await;
+    assert_eq!(
+        (missing.status, missing.json()["error"].as_str()),
+        (404, Some("Not found"))
+    );
+    let wrong = http_raw(&router, "GET /api/presence/status HTTP/1.1", b"").await;
+    assert_eq!(wrong.status, 405);
+    let plain = http_raw(&router, "GET /ws HTTP/1.1", b"").await;
+    assert_eq!(plain.status, 426);
+    router.stop().await;
+}
