@@ -7,6 +7,7 @@ use presence_router::clock::Clock;
 use presence_router::config::{parse_duration, Args, Config};
 use presence_router::server;
 use presence_router::store::MemoryStore;
+use std::io::IsTerminal;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -68,7 +69,13 @@ fn mint(args: &Args, user: &str, role: &str, ttl: &str) -> anyhow::Result<()> {
 
 fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Its report of a failed write is an eprintln!, which panics once stderr is closed.
+        .log_internal_errors(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let no_key = args.jwt_secret.is_none()
         && args.jwt_public_key_file.is_none()
         && args.jwt_jwks_file.is_none();
@@ -93,8 +100,8 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
             config.dashboard_queue,
             shutdown.clone(),
         );
+        stop_on_signal(shutdown.clone())?;
         info!(address = %local, store = "memory", "presence-router listening");
-        tokio::spawn(stop_on_signal(shutdown.clone()));
         server::run(listener, config, store, clock, shutdown).await;
         info!("stopped");
         Ok(())
@@ -126,26 +133,19 @@ fn print_dev_help(secret: &str, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    shutdown.cancel();
-                    return;
-                }
-            };
+/// Cancels `shutdown` on SIGTERM or SIGINT. The handlers are installed before this returns, so
+/// a signal that arrives as soon as the router says it is listening is not lost.
+fn stop_on_signal(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    info!("signal received, closing connections");
-    shutdown.cancel();
+        info!("signal received, closing connections");
+        shutdown.cancel();
+    });
+    Ok(())
 }
