@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{heartbeat_frame, Client, Router, Seen};
+use common::{heartbeat_frame, Client, Router};
 use presence_router::auth::Role;
 use presence_router::wire::Encoder;
 use std::time::Duration;

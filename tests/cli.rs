@@ -25,7 +25,11 @@ fn serve(command: &mut Command) -> (Child, String, BufReader<std::process::Child
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.wait();
+        panic!("stderr was piped");
+    };
+    let mut stderr = BufReader::new(stderr);
     let mut line = String::new();
     loop {
         line.clear();
@@ -34,7 +38,7 @@ fn serve(command: &mut Command) -> (Child, String, BufReader<std::process::Child
             "exited before listening"
         );
         if let Some(rest) = line.split("address=").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address").to_owned();
+            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
             return (child, addr, stderr);
         }
     }

@@ -19,7 +19,7 @@ async fn connections_that_do_not_answer_pings_are_closed() {
     // Never polled, so it never answers a ping.
     let _dead = Client::mobile(&router, "driver-dead", "phone").await;
     let mut alive = Client::mobile(&router, "driver-alive", "phone").await;
-    let mut online = vec![dashboard.next_update().await, dashboard.next_update().await];
+    let mut online = [dashboard.next_update().await, dashboard.next_update().await];
     online.sort_by_key(|u| u["userId"].to_string());
     assert_eq!(online[0]["userId"], "driver-alive");
 
