@@ -194,11 +194,6 @@ impl Presence {
         }
     }
 
-    /// The rules in force.
-    pub fn rules(&self) -> Rules {
-        self.rules
-    }
-
     /// How many users are online.
     pub fn online_count(&self) -> usize {
         self.online

@@ -38,7 +38,11 @@ fn serve(command: &mut Command) -> (Child, String, BufReader<std::process::Child
             "exited before listening"
         );
         if let Some(rest) = line.split("address=").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             return (child, addr, stderr);
         }
     }

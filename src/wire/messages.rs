@@ -14,10 +14,6 @@ pub enum ErrorCode {
     BadFrame = 400,
     /// 403: the frame is not allowed for this connection's role.
     Forbidden = 403,
-    /// 413: the frame is too large.
-    TooLarge = 413,
-    /// 429: too many frames.
-    TooMany = 429,
 }
 
 fn header(e: &mut Encoder, message_type: MessageType) {
