@@ -213,3 +213,27 @@ async fn unknown_routes_and_methods() {
     assert_eq!(plain.status, 426);
     router.stop().await;
 }
+
+/// With presence disabled, sockets are still accepted but nothing is tracked or streamed, and the
+/// bulk API says so.
+#[tokio::test]
+async fn presence_can_be_disabled() {
+    let router = Router::start(|a| a.presence_enabled = Some("false".into())).await;
+    let mut phone = Client::mobile(&router, "driver-1", "phone").await;
+    phone.heartbeat("driver-1").await;
+    let mut dashboard = Client::connect(&router, &dashboard_token(), None).await;
+    dashboard
+        .quiet_for(std::time::Duration::from_millis(200))
+        .await;
+    let reply = bulk(
+        &router,
+        Some(&dashboard_token()),
+        r#"{"userIds":["driver-1"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (503, Some("Presence is disabled"))
+    );
+    router.stop().await;
+}
