@@ -56,13 +56,13 @@ fn main() {
     }
     measure("core heartbeat (10k users online)", 5_000_000, |i| {
         let n = (i % 10_000) as usize;
-        black_box(core.heartbeat(&users[n], n as u64, 1_000 + i));
+        let _ = black_box(core.heartbeat(&users[n], n as u64, 1_000 + i));
     });
     measure("core connect + disconnect", 2_000_000, |i| {
         let n = (i % 10_000) as usize;
         let conn = 1_000_000 + i;
-        black_box(core.connect(&users[n], conn, None, 1_000 + i));
-        black_box(core.disconnect(&users[n], conn, 1_000 + i));
+        let _ = black_box(core.connect(&users[n], conn, None, 1_000 + i));
+        let _ = black_box(core.disconnect(&users[n], conn, 1_000 + i));
     });
 
     let mut gate = HeartbeatGate::new(25_000, 0);

@@ -3,12 +3,10 @@
 //!
 //!     cargo run --example dashboard_client -- --token "$DASHBOARD_TOKEN"
 
+mod common;
+
 use clap::Parser;
-use futures_util::StreamExt;
 use presence_router::wire::{Frame, MessageType, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
 struct Args {
@@ -90,29 +88,16 @@ fn show(frame: &Frame<'_>) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut request = args.url.as_str().into_client_request()?;
-    request
-        .headers_mut()
-        .insert("token", HeaderValue::from_str(&args.token)?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-    println!("connected to {}", args.url);
+    let mut ws = common::connect(&args.url, &args.token, None).await?;
     loop {
-        let message = tokio::select! {
+        let bytes = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            message = ws.next() => message,
+            bytes = common::next_binary(&mut ws) => bytes?,
         };
-        match message {
-            Some(Ok(Message::Binary(bytes))) => match Frame::decode(&bytes) {
-                Ok(frame) => show(&frame),
-                Err(e) => println!("undecodable frame: {e}"),
-            },
-            Some(Ok(Message::Close(frame))) => {
-                println!("closed by the router: {frame:?}");
-                return Ok(());
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Ok(()),
+        let Some(bytes) = bytes else { return Ok(()) };
+        match Frame::decode(&bytes) {
+            Ok(frame) => show(&frame),
+            Err(e) => println!("undecodable frame: {e}"),
         }
     }
 }

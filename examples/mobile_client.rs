@@ -3,13 +3,13 @@
 //!
 //!     cargo run --example mobile_client -- --token "$MOBILE_TOKEN" --device phone-1 --interval 20s
 
+mod common;
+
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use presence_router::config::parse_duration;
 use presence_router::wire::{decode_value, Encoder};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
@@ -48,15 +48,7 @@ fn heartbeat() -> Vec<u8> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut request = args.url.as_str().into_client_request()?;
-    request
-        .headers_mut()
-        .insert("token", HeaderValue::from_str(&args.token)?);
-    request
-        .headers_mut()
-        .insert("device_id", HeaderValue::from_str(&args.device)?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-    println!("connected to {} as device {}", args.url, args.device);
+    let mut ws = common::connect(&args.url, &args.token, Some(&args.device)).await?;
     let mut ticker = tokio::time::interval(args.interval);
     let mut sent = 0u64;
     loop {
@@ -67,17 +59,11 @@ async fn main() -> anyhow::Result<()> {
                 sent += 1;
                 println!("sent HEARTBEAT #{sent}");
             }
-            message = ws.next() => match message {
-                Some(Ok(Message::Binary(bytes))) => match decode_value(&bytes) {
+            bytes = common::next_binary(&mut ws) => match bytes? {
+                Some(bytes) => match decode_value(&bytes) {
                     Ok(value) => println!("got {value:?}"),
                     Err(e) => println!("got undecodable bytes: {e}"),
                 },
-                Some(Ok(Message::Close(frame))) => {
-                    println!("closed by the router: {frame:?}");
-                    return Ok(());
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             },
         }

@@ -12,3 +12,21 @@ pub mod presence;
 pub mod server;
 pub mod store;
 pub mod wire;
+
+use clock::Clock;
+use config::Config;
+use store::MemoryStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a router on `listener` with the store `config` calls for, until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) {
+    let clock = Clock::start();
+    let store = MemoryStore::spawn(
+        config.rules,
+        clock,
+        config.dashboard_queue,
+        shutdown.clone(),
+    );
+    server::run(listener, config, store, clock, shutdown).await;
+}

@@ -3,10 +3,7 @@
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use presence_router::auth::{self, Role};
-use presence_router::clock::Clock;
 use presence_router::config::{parse_duration, Args, Config};
-use presence_router::server;
-use presence_router::store::MemoryStore;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -93,16 +90,9 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
             print_dev_help(secret, local.port())?;
         }
         let shutdown = CancellationToken::new();
-        let clock = Clock::start();
-        let store = MemoryStore::spawn(
-            config.rules,
-            clock,
-            config.dashboard_queue,
-            shutdown.clone(),
-        );
         stop_on_signal(shutdown.clone())?;
         info!(address = %local, store = "memory", "presence-router listening");
-        server::run(listener, config, store, clock, shutdown).await;
+        presence_router::serve(listener, config, shutdown).await;
         info!("stopped");
         Ok(())
     })

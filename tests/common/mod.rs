@@ -4,10 +4,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use presence_router::auth::{self, Role};
-use presence_router::clock::Clock;
 use presence_router::config::{Args, Config};
-use presence_router::server;
-use presence_router::store::MemoryStore;
 use presence_router::wire::{decode_value, Value};
 use serde_json::{json, Map, Value as Json};
 use std::net::SocketAddr;
@@ -53,20 +50,7 @@ impl Router {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let clock = Clock::start();
-        let store = MemoryStore::spawn(
-            config.rules,
-            clock,
-            config.dashboard_queue,
-            shutdown.clone(),
-        );
-        let task = tokio::spawn(server::run(
-            listener,
-            config,
-            store,
-            clock,
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(presence_router::serve(listener, config, shutdown.clone()));
         Router {
             addr,
             shutdown,
