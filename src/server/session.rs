@@ -10,7 +10,7 @@ use super::Context;
 use crate::auth::{Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
 use crate::presence::{ConnId, HeartbeatGate, Millis};
-use crate::store::{Device, Feed, PresenceStore};
+use crate::store::{Device, Feed, FeedEvent, PresenceStore};
 use crate::wire::{encode_error, encode_snapshot, encode_update, ErrorCode, Frame, MessageType};
 use bytes::Bytes;
 use std::sync::atomic::AtomicU64;
@@ -117,36 +117,59 @@ pub async fn run<S: PresenceStore>(
         conn: peer.conn_id,
         device_id: peer.device_id.clone(),
     };
-    let mut feed: Option<Feed> = None;
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.connect(&device).await);
     }
+    let mut watch = None;
     if tracked && role.watches_presence() {
-        match ctx.store.subscribe().await {
-            Ok((snapshot, receiver)) => {
-                let frame =
-                    encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &snapshot.users);
-                if conn.send(Bytes::from(frame)).await.is_err() {
-                    return;
-                }
-                feed = Some(receiver);
+        // The feed first: whatever happens while the snapshot is taken is then in one or both.
+        let feed = ctx.store.feed();
+        match send_snapshot(&ctx, &mut conn, &peer).await {
+            Ok(seq) => {
+                watch = Some(Watch {
+                    feed,
+                    seen_through: seq,
+                })
             }
-            Err(e) => {
-                report(&ctx, Err(e));
-                conn.close(1011, "presence store unavailable").await;
-                return;
-            }
+            Err(ending) => return end(conn, ending).await,
         }
     }
     debug!("session started");
-    let ending = serve(&ctx, &mut conn, &peer, &device, feed).await;
+    let ending = serve(&ctx, &mut conn, &peer, &device, watch).await;
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.disconnect(&device).await);
     }
     debug!("session ended");
+    end(conn, ending).await;
+}
+
+async fn end(conn: Connection, ending: Ending) {
     if let Ending::Close(code, reason) = ending {
         conn.close(code, reason).await;
     }
+}
+
+/// A dashboard's view of the feed: updates up to `seen_through` are in its last snapshot.
+struct Watch {
+    feed: Feed,
+    seen_through: u64,
+}
+
+/// Sends a fresh snapshot; returns the sequence number it reflects.
+async fn send_snapshot<S: PresenceStore>(
+    ctx: &Context<S>,
+    conn: &mut Connection,
+    peer: &Peer,
+) -> Result<u64, Ending> {
+    let snapshot = ctx.store.snapshot().await.map_err(|e| {
+        report(ctx, Err(e));
+        Ending::Close(1011, "presence store unavailable")
+    })?;
+    let frame = encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &snapshot.users);
+    conn.send(Bytes::from(frame))
+        .await
+        .map_err(|_| Ending::Drop)?;
+    Ok(snapshot.seq)
 }
 
 fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
@@ -156,8 +179,8 @@ fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
     }
 }
 
-/// Waits for the next feed item; never resolves without a feed.
-async fn next_update(feed: Option<&mut Feed>) -> Result<Arc<crate::store::Published>, RecvError> {
+/// Waits for the next feed event; never resolves without a feed.
+async fn next_event(feed: Option<&mut Feed>) -> Result<Arc<FeedEvent>, RecvError> {
     match feed {
         Some(feed) => feed.recv().await,
         None => std::future::pending().await,
@@ -170,7 +193,7 @@ async fn serve<S: PresenceStore>(
     conn: &mut Connection,
     peer: &Peer,
     device: &Device,
-    mut feed: Option<Feed>,
+    mut watch: Option<Watch>,
 ) -> Ending {
     let clock = ctx.clock;
     let config = &ctx.config;
@@ -246,19 +269,27 @@ async fn serve<S: PresenceStore>(
                     }
                 }
             }
-            update = next_update(feed.as_mut()) => match update {
-                Ok(published) => {
-                    if conn.send(published.frame(encode_update)).await.is_err() {
-                        return Ending::Drop;
+            event = next_event(watch.as_mut().map(|w| &mut w.feed)) => match (event, watch.as_mut()) {
+                (Ok(event), Some(watch)) => match &*event {
+                    FeedEvent::Update(published) if published.seq > watch.seen_through => {
+                        if conn.send(published.frame(encode_update)).await.is_err() {
+                            return Ending::Drop;
+                        }
+                        inc(&ctx.metrics.updates_sent);
                     }
-                    inc(&ctx.metrics.updates_sent);
-                }
-                Err(RecvError::Lagged(missed)) => {
+                    FeedEvent::Update(_) => {}
+                    FeedEvent::Resync => match send_snapshot(ctx, conn, peer).await {
+                        Ok(seq) => watch.seen_through = seq,
+                        Err(ending) => return ending,
+                    },
+                },
+                (Ok(_), None) => {}
+                (Err(RecvError::Lagged(missed)), _) => {
                     inc(&ctx.metrics.slow_consumers_closed);
                     warn!(missed, "dashboard fell behind; closing it");
                     return Ending::Close(1013, "too far behind: reconnect for a fresh snapshot");
                 }
-                Err(RecvError::Closed) => return Ending::Close(1001, "server shutting down"),
+                (Err(RecvError::Closed), _) => return Ending::Close(1001, "server shutting down"),
             },
             _ = &mut ping_timer => match keepalive.check(Instant::now()) {
                 Liveness::Ping => {

@@ -2,9 +2,9 @@
 //!
 //! Locking rule: `Shared::state` is a `std` mutex, held only for a core operation and the
 //! non-blocking publication of its update, never across an `.await`. Publishing under the lock is
-//! what keeps updates in order and makes a snapshot consistent with the feed handed out with it.
+//! what keeps updates in order and their sequence numbers in step with snapshots.
 
-use super::{Device, Feed, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
+use super::{Device, Feed, FeedEvent, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
 use crate::presence::{Effect, Millis, Presence, Rules, Status, UserView};
 use std::cmp::Reverse;
@@ -25,7 +25,7 @@ pub struct MemoryStore {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    feed: broadcast::Sender<Arc<Published>>,
+    feed: broadcast::Sender<Arc<FeedEvent>>,
     /// Tells the timer task that an earlier wake-up was queued.
     timer_moved: Notify,
     clock: Clock,
@@ -36,14 +36,19 @@ struct State {
     presence: Presence,
     /// Wake-ups the core asked for, earliest first.
     timers: BinaryHeap<Reverse<(Millis, Arc<str>)>>,
+    /// The sequence number of the last update published.
+    seq: u64,
 }
 
 impl State {
     /// Publishes and schedules what a core operation asked for.
     fn apply(&mut self, effect: Effect, user_id: &Arc<str>, shared: &Shared) {
         if let Some(update) = effect.update {
+            self.seq += 1;
             // No subscriber is not an error: nobody is watching.
-            let _ = shared.feed.send(Published::new(update));
+            let _ = shared.feed.send(Arc::new(FeedEvent::Update(Published::new(
+                update, self.seq,
+            ))));
         }
         if let Some(at) = effect.wake_at {
             let earliest = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -69,6 +74,7 @@ impl MemoryStore {
             state: Mutex::new(State {
                 presence: Presence::new(rules),
                 timers: BinaryHeap::new(),
+                seq: 0,
             }),
             feed,
             timer_moved: Notify::new(),
@@ -171,17 +177,21 @@ impl PresenceStore for MemoryStore {
         Ok(())
     }
 
-    async fn subscribe(&self) -> Result<(Snapshot, Feed), StoreError> {
-        let (mut users, feed) = {
+    fn feed(&self) -> Feed {
+        self.shared.feed.subscribe()
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let (mut users, seq) = {
             let state = self.lock();
-            (state.presence.online_users(), self.shared.feed.subscribe())
+            (state.presence.online_users(), state.seq)
         };
         users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
-        let snapshot = Snapshot {
+        Ok(Snapshot {
             timestamp: self.shared.clock.now_ms(),
+            seq,
             users,
-        };
-        Ok((snapshot, feed))
+        })
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {

@@ -30,16 +30,19 @@ pub struct Device {
 pub struct Published {
     /// The change.
     pub update: Update,
+    /// The store-wide sequence number of this change (see [`Snapshot::seq`]).
+    pub seq: u64,
     frame: OnceLock<Bytes>,
 }
 
 impl Published {
     /// Wraps an update for publication.
-    pub fn new(update: Update) -> Arc<Self> {
-        Arc::new(Published {
+    pub fn new(update: Update, seq: u64) -> Self {
+        Published {
             update,
+            seq,
             frame: OnceLock::new(),
-        })
+        }
     }
 
     /// The encoded frame, encoded by the first caller with `encode` and shared by all others.
@@ -50,15 +53,29 @@ impl Published {
     }
 }
 
-/// Live updates for one subscriber, in order. Lagging too far behind is reported as
-/// [`broadcast::error::RecvError::Lagged`].
-pub type Feed = broadcast::Receiver<Arc<Published>>;
+/// What a feed carries.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// One change.
+    Update(Published),
+    /// Updates may have been lost (the store reconnected): take a fresh snapshot.
+    Resync,
+}
 
-/// The users online at one moment, consistent with the feed handed out with it.
+/// Live events for one subscriber, in order. Lagging too far behind is reported as
+/// [`broadcast::error::RecvError::Lagged`].
+pub type Feed = broadcast::Receiver<Arc<FeedEvent>>;
+
+/// The users online at one moment.
+///
+/// Take the feed first, then the snapshot: feed updates whose `seq` is not above the snapshot's
+/// are already reflected in it and must be skipped; all later ones follow it.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// When it was taken.
     pub timestamp: Millis,
+    /// The sequence number of the last change it reflects.
+    pub seq: u64,
     /// The online users, each with the version this snapshot reflects.
     pub users: Vec<UserView>,
 }
@@ -102,8 +119,11 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
     /// A mobile device disconnected.
     fn disconnect(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The online users now and every update after them, with nothing missed in between.
-    fn subscribe(&self) -> impl Future<Output = Result<(Snapshot, Feed), StoreError>> + Send;
+    /// Every change from now on.
+    fn feed(&self) -> Feed;
+
+    /// The users online now (see [`Snapshot`] for how it fits with a feed).
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
 
     /// The status of each user, in the order asked; users never seen are offline with
     /// `last_seen` 0 and version 0.
