@@ -53,7 +53,7 @@ pub struct Args {
     /// Most WebSocket connections at once; more are refused with 503.
     #[arg(long, env = "PRESENCE_MAX_CONNECTIONS")]
     pub presence_max_connections: Option<String>,
-    /// Redis URL (the Redis store is not in this build yet).
+    /// Redis URL (`redis://[:password@]host:port[/db]`): use the Redis store.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Redis host.
@@ -110,6 +110,8 @@ pub struct Config {
     pub verifier: Verifier,
     /// The HMAC secret, when tokens are HMAC-signed (lets `token` mint).
     pub secret: Option<Vec<u8>>,
+    /// Where the Redis store is; `None` runs on the embedded store.
+    pub redis_url: Option<String>,
 }
 
 /// Every bad setting found, one line each.
@@ -304,18 +306,7 @@ impl Config {
                 c.fail(format!("{var}: must be more than 0"));
             }
         }
-        for (var, set) in [
-            ("REDIS_URL", &args.redis_url),
-            ("REDIS_HOST", &args.redis_host),
-            ("REDIS_PORT", &args.redis_port),
-            ("REDIS_PASSWORD", &args.redis_password),
-        ] {
-            if set.is_some() {
-                c.fail(format!(
-                    "{var}: the Redis store is not available in this build yet; unset it to run on the embedded store"
-                ));
-            }
-        }
+        let redis_url = redis_url(&mut c, args);
         let (verifier, secret) = keys(&mut c, args, dev_secret);
         match (c.0.is_empty(), verifier) {
             (true, Some(verifier)) => Ok(Config {
@@ -336,8 +327,43 @@ impl Config {
                 api_auth,
                 verifier,
                 secret,
+                redis_url,
             }),
             _ => Err(ConfigError(c.0)),
+        }
+    }
+}
+
+/// The Redis URL from `REDIS_URL`, or built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
+fn redis_url(c: &mut Checker, args: &Args) -> Option<String> {
+    let (var, url) = match (
+        &args.redis_url,
+        &args.redis_host,
+        &args.redis_port,
+        &args.redis_password,
+    ) {
+        (Some(url), ..) => ("REDIS_URL", url.clone()),
+        (None, None, None, None) => return None,
+        (None, host, port, password) => {
+            let port = c.get("REDIS_PORT", port, 6379u16, number("a port number"));
+            let host = host.as_deref().unwrap_or("127.0.0.1");
+            let auth = password
+                .as_deref()
+                .map(|p| {
+                    format!(
+                        ":{}@",
+                        form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()
+                    )
+                })
+                .unwrap_or_default();
+            ("REDIS_HOST", format!("redis://{auth}{host}:{port}"))
+        }
+    };
+    match fred::prelude::Config::from_url(&url) {
+        Ok(_) => Some(url),
+        Err(e) => {
+            c.fail(format!("{var}: not a usable Redis URL: {e}"));
+            None
         }
     }
 }
@@ -478,6 +504,40 @@ mod tests {
         let err = Config::from_args(&no_key, None).expect_err("no key");
         assert!(err.to_string().contains("--dev"));
         assert!(Config::from_args(&no_key, Some(b"random")).is_ok());
+    }
+
+    #[test]
+    fn redis_is_chosen_by_url_or_by_host_and_port() {
+        assert_eq!(
+            Config::from_args(&args(|_| {}), None)
+                .expect("valid")
+                .redis_url,
+            None
+        );
+        let by_url = args(|a| a.redis_url = Some("redis://127.0.0.1:6380/2".into()));
+        assert_eq!(
+            Config::from_args(&by_url, None)
+                .expect("valid")
+                .redis_url
+                .as_deref(),
+            Some("redis://127.0.0.1:6380/2")
+        );
+        let by_parts = args(|a| {
+            a.redis_host = Some("10.1.2.3".into());
+            a.redis_password = Some("p@ss".into());
+        });
+        assert_eq!(
+            Config::from_args(&by_parts, None)
+                .expect("valid")
+                .redis_url
+                .as_deref(),
+            Some("redis://:p%40ss@10.1.2.3:6379")
+        );
+        let bad = args(|a| a.redis_port = Some("redis".into()));
+        assert!(Config::from_args(&bad, None)
+            .expect_err("bad port")
+            .to_string()
+            .contains("REDIS_PORT"));
     }
 
     #[test]

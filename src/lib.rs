@@ -15,18 +15,44 @@ pub mod wire;
 
 use clock::Clock;
 use config::Config;
-use store::MemoryStore;
+use std::time::Duration;
+use store::{MemoryStore, RedisStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a router on `listener` with the store `config` calls for, until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) {
+/// How long the Redis store may take to send the writes left at shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+
+/// Runs a router on `listener` with the store `config` calls for (Redis when a Redis URL is set,
+/// the embedded store otherwise), until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
     let clock = Clock::start();
-    let store = MemoryStore::spawn(
-        config.rules,
-        clock,
-        config.dashboard_queue,
-        shutdown.clone(),
-    );
-    server::run(listener, config, store, clock, shutdown).await;
+    match config.redis_url.clone() {
+        None => {
+            let store = MemoryStore::spawn(
+                config.rules,
+                clock,
+                config.dashboard_queue,
+                shutdown.clone(),
+            );
+            server::run(listener, config, store, clock, shutdown).await;
+        }
+        Some(url) => {
+            let (store, drain) = RedisStore::start(
+                &url,
+                config.rules,
+                clock,
+                config.dashboard_queue,
+                shutdown.clone(),
+            )
+            .await?;
+            server::run(listener, config, store, clock, shutdown).await;
+            drain.wait(DRAIN_LIMIT).await;
+        }
+    }
+    Ok(())
 }

@@ -91,8 +91,13 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         }
         let shutdown = CancellationToken::new();
         stop_on_signal(shutdown.clone())?;
-        info!(address = %local, store = "memory", "presence-router listening");
-        presence_router::serve(listener, config, shutdown).await;
+        let store = if config.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        };
+        info!(address = %local, store, "presence-router listening");
+        presence_router::serve(listener, config, shutdown).await?;
         info!("stopped");
         Ok(())
     })

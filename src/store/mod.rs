@@ -4,8 +4,10 @@
 //! publishes every resulting [`Update`] to its subscribers exactly once and in order.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::{Drain, RedisStore};
 
 use crate::presence::{ConnId, Millis, Update, UserView};
 use bytes::Bytes;

@@ -1,0 +1,266 @@
+//! The Redis store: TTL keys are the truth, Lua scripts decide each transition atomically, and
+//! `presence:updates` carries every change to every router.
+//!
+//! Tasks (all stopped by the shutdown token, the writer once it has drained):
+//! - the **writer** sends connects, heartbeats, leaves and wake-ups as pipelines of EVALSHA, in
+//!   order, one round trip per batch;
+//! - the **listener** forwards `presence:updates` to this router's feed and turns keyspace
+//!   `expired` events into wake-ups (the fast path);
+//! - the **sweeper** runs the sweep script over `presence:deadlines` (the guarantee: safe on every
+//!   router at once, and nothing is lost while notifications are off or a router was away);
+//! - the **rebuilder** reloads the scripts, re-enables notifications and re-registers every live
+//!   connection of this router each time the connection to Redis is (re)established.
+
+mod scripts;
+mod tasks;
+
+use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
+use crate::clock::Clock;
+use crate::presence::{ConnId, Millis, Rules, Status, UserView};
+use fred::prelude::{Builder, ClientLike, Config as FredConfig, ReconnectPolicy};
+use fred::types::Value;
+use scripts::Scripts;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Most writes the writer sends in one pipeline.
+const MAX_BATCH: usize = 512;
+
+/// Writes that may wait for the writer; more are dropped (and rebuilt on reconnect).
+const WRITE_QUEUE: usize = 65_536;
+
+/// How often each router sweeps for passed deadlines.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Most users one sweep handles; a full sweep is followed at once by another.
+const SWEEP_LIMIT: usize = 1_000;
+
+/// How long one Redis command may take before it counts as failed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One write for the writer, kept in arrival order.
+#[derive(Debug)]
+enum Write {
+    Seen { device: Device, at: Millis },
+    Leave { device: Device },
+    Wake { user_id: Arc<str> },
+}
+
+/// The store shared by routers through Redis. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: fred::prelude::Client,
+    subscriber: fred::clients::SubscriberClient,
+    scripts: Scripts,
+    rules: Rules,
+    clock: Clock,
+    /// Distinguishes this router's connections from other routers' in `presence:conns:{u}`.
+    router_id: String,
+    feed: broadcast::Sender<Arc<FeedEvent>>,
+    writes: mpsc::Sender<Write>,
+    /// This router's live mobile connections, to re-register after Redis comes back.
+    live: Mutex<HashMap<ConnId, Device>>,
+}
+
+/// Lets the store's writer send what is still queued once the server has stopped.
+pub struct Drain {
+    finish: CancellationToken,
+    writer: JoinHandle<()>,
+}
+
+impl Drain {
+    /// Sends every queued write (the leaves of the connections shutdown closed), waiting at
+    /// most `limit`.
+    pub async fn wait(self, limit: Duration) {
+        self.finish.cancel();
+        if tokio::time::timeout(limit, self.writer).await.is_err() {
+            warn!("Redis writes still queued at exit");
+        }
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` and starts the store's tasks. A Redis that is down is not an error: the
+    /// store reports itself degraded and keeps reconnecting.
+    pub async fn start(
+        url: &str,
+        rules: Rules,
+        clock: Clock,
+        feed_capacity: usize,
+        shutdown: CancellationToken,
+    ) -> Result<(RedisStore, Drain), StoreError> {
+        let config =
+            FredConfig::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let db = config.database.unwrap_or(0);
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let unavailable = |e: fred::error::Error| StoreError::Unavailable(e.to_string());
+        let client = builder.build().map_err(unavailable)?;
+        let subscriber = builder.build_subscriber_client().map_err(unavailable)?;
+        let (feed, _) = broadcast::channel(feed_capacity.max(1));
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            client,
+            subscriber,
+            scripts: Scripts::new(),
+            rules,
+            clock,
+            router_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            feed,
+            writes,
+            live: Mutex::new(HashMap::new()),
+        });
+        let finish = CancellationToken::new();
+        let writer = tasks::spawn(&shared, queue, db, shutdown, finish.clone()).await;
+        Ok((RedisStore { shared }, Drain { finish, writer }))
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
+        self.shared.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enqueue(&self, write: Write) -> Result<(), StoreError> {
+        self.shared
+            .writes
+            .try_send(write)
+            .map_err(|_| StoreError::Unavailable("Redis write queue is full".into()))
+    }
+}
+
+impl Shared {
+    /// The sorted-set member for one of this router's connections.
+    fn member(&self, conn: ConnId) -> String {
+        format!("{}:{conn}", self.router_id)
+    }
+
+    fn connected(&self) -> bool {
+        self.client.is_connected() && self.subscriber.is_connected()
+    }
+}
+
+fn int(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+fn text(value: &Value) -> Option<Arc<str>> {
+    value
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(|s| Arc::from(s.as_ref()))
+}
+
+impl PresenceStore for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn health(&self) -> StoreHealth {
+        if self.shared.connected() {
+            StoreHealth::Ok
+        } else {
+            StoreHealth::Degraded
+        }
+    }
+
+    async fn connect(&self, device: &Device) -> Result<(), StoreError> {
+        self.live().insert(device.conn, device.clone());
+        self.enqueue(Write::Seen {
+            device: device.clone(),
+            at: self.shared.clock.now_ms(),
+        })
+    }
+
+    async fn heartbeat(&self, device: &Device, at: Millis) -> Result<(), StoreError> {
+        self.enqueue(Write::Seen {
+            device: device.clone(),
+            at,
+        })
+    }
+
+    async fn disconnect(&self, device: &Device) -> Result<(), StoreError> {
+        self.live().remove(&device.conn);
+        self.enqueue(Write::Leave {
+            device: device.clone(),
+        })
+    }
+
+    fn feed(&self) -> Feed {
+        self.shared.feed.subscribe()
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let reply: Vec<Value> = self
+            .shared
+            .scripts
+            .snapshot
+            .evalsha_with_reload(
+                &self.shared.client,
+                Vec::<String>::new(),
+                Vec::<String>::new(),
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (head, rest) = reply.split_at(reply.len().min(2));
+        let users = rest
+            .chunks_exact(4)
+            .filter_map(|user| {
+                Some(UserView {
+                    user_id: text(&user[0])?,
+                    status: Status::Online,
+                    last_seen: int(&user[1]),
+                    device_id: text(&user[2]),
+                    version: int(&user[3]),
+                })
+            })
+            .collect();
+        Ok(Snapshot {
+            seq: head.first().map_or(0, int),
+            timestamp: head.get(1).map_or_else(|| self.shared.clock.now_ms(), int),
+            users,
+        })
+    }
+
+    async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
+        let args: Vec<String> = user_ids.iter().map(|id| id.to_string()).collect();
+        let reply: Vec<Value> = self
+            .shared
+            .scripts
+            .lookup
+            .evalsha_with_reload(&self.shared.client, Vec::<String>::new(), args)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(user_ids
+            .iter()
+            .zip(reply.chunks_exact(4))
+            .map(|(id, user)| UserView {
+                user_id: id.clone(),
+                status: if int(&user[0]) == 1 {
+                    Status::Online
+                } else {
+                    Status::Offline
+                },
+                last_seen: int(&user[1]),
+                device_id: text(&user[2]),
+                version: int(&user[3]),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,329 @@
+//! The Redis store's background tasks: writer, listener, sweeper and rebuilder.
+
+use super::{Shared, Write, MAX_BATCH, SWEEP_INTERVAL, SWEEP_LIMIT};
+use crate::presence::{Status, Update};
+use crate::store::{FeedEvent, Published};
+use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The channel every transition is published on.
+pub const UPDATES: &str = "presence:updates";
+
+/// The prefix of the keys whose expiry means "offline".
+const USER_KEY: &str = "presence:user:";
+
+/// Connects and starts every task; returns the writer's handle.
+pub(super) async fn spawn(
+    shared: &Arc<Shared>,
+    queue: mpsc::Receiver<Write>,
+    db: u8,
+    shutdown: CancellationToken,
+    finish: CancellationToken,
+) -> JoinHandle<()> {
+    // Subscribe to (re)connections before connecting: the first connection counts as one.
+    let client_up = shared.client.reconnect_rx();
+    let subscriber_up = shared.subscriber.reconnect_rx();
+    // The connection tasks run (and reconnect) on their own; their handles are not needed.
+    drop(shared.client.connect());
+    drop(shared.subscriber.connect());
+    if tokio::time::timeout(super::COMMAND_TIMEOUT, shared.client.wait_for_connect())
+        .await
+        .is_err()
+    {
+        warn!("Redis is not reachable yet; presence is degraded until it is");
+    }
+    tokio::spawn(rebuild(shared.clone(), client_up, shutdown.clone()));
+    tokio::spawn(listen(shared.clone(), subscriber_up, db, shutdown.clone()));
+    tokio::spawn(sweep(shared.clone(), shutdown));
+    tokio::spawn(write(shared.clone(), queue, finish))
+}
+
+/// Each time the main connection comes up: load the scripts, ask for expiry notifications and
+/// re-register this router's live connections (Redis may have restarted empty).
+async fn rebuild(
+    shared: Arc<Shared>,
+    mut up: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = up.recv() => if event.is_err() && up.is_closed() { return },
+        }
+        if let Err(error) = shared.scripts.load(&shared.client).await {
+            warn!(%error, "loading the presence scripts failed");
+        }
+        enable_expiry_events(&shared).await;
+        let now = shared.clock.now_ms();
+        let live: Vec<_> = shared
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        info!(
+            connections = live.len(),
+            "Redis connected; re-registering live connections"
+        );
+        for device in live {
+            if shared
+                .writes
+                .send(Write::Seen { device, at: now })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Adds `E` and `x` to `notify-keyspace-events`, keeping the flags already set. Where CONFIG is
+/// refused, expiry still arrives through the sweeper.
+async fn enable_expiry_events(shared: &Shared) {
+    let current: Result<Vec<String>, _> = shared.client.config_get("notify-keyspace-events").await;
+    let flags = match current {
+        Ok(pair) => pair.get(1).cloned().unwrap_or_default(),
+        Err(error) => {
+            warn!(%error, "cannot read notify-keyspace-events; relying on the sweeper");
+            return;
+        }
+    };
+    let mut wanted = flags.clone();
+    if !wanted.contains('E') {
+        wanted.push('E');
+    }
+    if !wanted.contains('x') && !wanted.contains('A') {
+        wanted.push('x');
+    }
+    if wanted != flags {
+        match shared
+            .client
+            .config_set("notify-keyspace-events", wanted.as_str())
+            .await
+        {
+            Ok(()) => info!(from = %flags, to = %wanted, "enabled keyspace expiry events"),
+            Err(error) => {
+                warn!(%error, "cannot enable keyspace expiry events; relying on the sweeper")
+            }
+        }
+    }
+}
+
+/// A message on `presence:updates`, as the scripts encode it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Message {
+    user_id: String,
+    status: String,
+    version: u64,
+    last_seen: u64,
+    timestamp: u64,
+    seq: u64,
+    device_id: Option<String>,
+}
+
+fn parse(value: &Value) -> Option<Published> {
+    let text = value.as_str()?;
+    let m: Message = serde_json::from_str(&text).ok()?;
+    let status = match m.status.as_str() {
+        "online" => Status::Online,
+        "offline" => Status::Offline,
+        _ => return None,
+    };
+    let update = Update {
+        user_id: Arc::from(m.user_id),
+        status,
+        version: m.version,
+        last_seen: m.last_seen,
+        device_id: m.device_id.map(Arc::from),
+        timestamp: m.timestamp,
+    };
+    Some(Published::new(update, m.seq))
+}
+
+/// Forwards updates to this router's feed and expiry events to the writer. After every
+/// (re)subscription the feed gets a `Resync`: messages may have been missed meanwhile.
+async fn listen(
+    shared: Arc<Shared>,
+    mut up: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    db: u8,
+    shutdown: CancellationToken,
+) {
+    let mut messages = shared.subscriber.message_rx();
+    let mut expiries = shared.subscriber.keyspace_event_rx();
+    let expired = format!("__keyevent@{db}__:expired");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = up.recv() => {
+                if event.is_err() && up.is_closed() {
+                    return;
+                }
+                match shared.subscriber.subscribe(vec![UPDATES.to_owned(), expired.clone()]).await {
+                    Ok(()) => {
+                        let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
+                    }
+                    Err(error) => warn!(%error, "subscribing to presence updates failed"),
+                }
+            }
+            message = messages.recv() => match message {
+                Ok(message) if message.channel == UPDATES => match parse(&message.value) {
+                    Some(published) => {
+                        let _ = shared.feed.send(Arc::new(FeedEvent::Update(published)));
+                    }
+                    None => warn!("unreadable message on presence:updates"),
+                },
+                Ok(_) => {}
+                // Missed messages: let dashboards take a fresh snapshot.
+                Err(_) => {
+                    let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
+                }
+            },
+            event = expiries.recv() => if let Ok(event) = event {
+                let key = event.key.as_str_lossy();
+                if event.operation == "expired" {
+                    if let Some(user_id) = key.strip_prefix(USER_KEY) {
+                        let _ = shared.writes.try_send(Write::Wake { user_id: Arc::from(user_id) });
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Runs the sweep script every [`SWEEP_INTERVAL`], again at once when a sweep was full.
+async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        while shared.client.is_connected() {
+            let swept: Result<u64, _> = shared
+                .scripts
+                .sweep
+                .evalsha_with_reload(
+                    &shared.client,
+                    Vec::<String>::new(),
+                    vec![SWEEP_LIMIT.to_string()],
+                )
+                .await;
+            match swept {
+                Ok(n) if n as usize >= SWEEP_LIMIT => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    debug!(%error, "sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Sends writes in arrival order, as pipelines. While Redis is unreachable writes are dropped:
+/// the rebuilder re-registers every live connection when it is back.
+async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>, finish: CancellationToken) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let finishing = tokio::select! {
+            write = queue.recv() => match write {
+                Some(write) => {
+                    batch.push(write);
+                    false
+                }
+                None => return,
+            },
+            _ = finish.cancelled() => true,
+        };
+        while batch.len() < MAX_BATCH || finishing {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        if shared.client.is_connected() {
+            send(&shared, &batch).await;
+        } else {
+            debug!(
+                dropped = batch.len(),
+                "Redis unreachable; writes dropped until it is back"
+            );
+        }
+        batch.clear();
+        if finishing {
+            return;
+        }
+    }
+}
+
+/// One pipeline for the batch; writes refused for a missing script are retried once after
+/// the scripts are loaded again.
+async fn send(shared: &Shared, batch: &[Write]) {
+    let results = pipeline(shared, batch.iter()).await;
+    let missing: Vec<&Write> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT")))
+        .map(|(w, _)| w)
+        .collect();
+    if !missing.is_empty() && shared.scripts.load(&shared.client).await.is_ok() {
+        pipeline(shared, missing.into_iter()).await;
+    }
+    for result in results {
+        if let Err(error) = result {
+            debug!(%error, "presence write failed");
+        }
+    }
+}
+
+async fn pipeline<'a>(
+    shared: &Shared,
+    writes: impl Iterator<Item = &'a Write>,
+) -> Vec<Result<Value, fred::error::Error>> {
+    let pipe = shared.client.pipeline();
+    let now = shared.clock.now_ms();
+    for write in writes {
+        let (script, args) = match write {
+            Write::Seen { device, at } => (
+                &shared.scripts.seen,
+                vec![
+                    device.user_id.to_string(),
+                    shared.member(device.conn),
+                    device.device_id.as_deref().unwrap_or("").to_owned(),
+                    shared.rules.ttl.to_string(),
+                    now.saturating_sub(*at).to_string(),
+                ],
+            ),
+            Write::Leave { device } => (
+                &shared.scripts.leave,
+                vec![
+                    device.user_id.to_string(),
+                    shared.member(device.conn),
+                    shared.rules.offline_debounce.to_string(),
+                ],
+            ),
+            Write::Wake { user_id } => (&shared.scripts.wake, vec![user_id.to_string()]),
+        };
+        // EVALSHA sha 0 argv...: pipelines have no Lua interface, so it goes as a custom command.
+        let mut command = Vec::with_capacity(args.len() + 2);
+        command.push(script.sha1().to_string());
+        command.push("0".to_owned());
+        command.extend(args);
+        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        let queued: Result<(), _> = pipe.custom(evalsha, command).await;
+        if let Err(error) = queued {
+            debug!(%error, "could not queue a presence write");
+        }
+    }
+    pipe.try_all::<Value>().await
+}
