@@ -1,27 +1,26 @@
-//! The `PresenceStore` contract, on tokio's paused clock: what any store must do, written once
-//! and run against each implementation.
+//! The `PresenceStore` contract, written once and run against each store: the memory store on
+//! tokio's paused clock, the Redis store in real time on a redis-server of the test's own.
 
+mod common;
+
+use common::RedisServer;
 use presence_router::clock::Clock;
 use presence_router::presence::{Rules, Status};
-use presence_router::store::{Device, Feed, FeedEvent, MemoryStore, PresenceStore};
+use presence_router::store::{Device, Feed, FeedEvent, MemoryStore, PresenceStore, RedisStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Short enough for real time, long enough for Redis's timing (sweeps every 200 ms).
 const RULES: Rules = Rules {
-    ttl: 60_000,
-    offline_debounce: 5_000,
+    ttl: 2_000,
+    offline_debounce: 1_000,
 };
 
-fn memory(capacity: usize) -> (MemoryStore, Clock, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let clock = Clock::start();
-    (
-        MemoryStore::spawn(RULES, clock, capacity, shutdown.clone()),
-        clock,
-        shutdown,
-    )
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 fn device(user: &str, conn: u64, id: &str) -> Device {
@@ -32,9 +31,10 @@ fn device(user: &str, conn: u64, id: &str) -> Device {
     }
 }
 
+/// The next update on the feed (skipping resyncs): user, status, version.
 async fn next(feed: &mut Feed) -> (String, Status, u64) {
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(3600), feed.recv())
+        let event = tokio::time::timeout(Duration::from_secs(30), feed.recv())
             .await
             .expect("an update comes")
             .expect("not lagging");
@@ -46,12 +46,24 @@ async fn next(feed: &mut Feed) -> (String, Status, u64) {
 }
 
 async fn assert_quiet(feed: &mut Feed, window: Duration) {
-    if let Ok(got) = tokio::time::timeout(window, feed.recv()).await {
-        panic!("expected no update, got {got:?}");
+    let deadline = Instant::now() + window;
+    while let Ok(event) = tokio::time::timeout_at(deadline, feed.recv()).await {
+        if let Ok(FeedEvent::Update(p)) = event.as_deref() {
+            panic!("expected no update, got {:?}", p.update);
+        }
     }
 }
 
-/// Expiry, debounce and multi-device, driven by the paused clock.
+/// Waits until the store reports `user` with `status` (writes may be asynchronous).
+async fn until_status(store: &impl PresenceStore, user: &str, status: Status) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.lookup(&[Arc::from(user)]).await.expect("lookup")[0].status != status {
+        assert!(Instant::now() < deadline, "{user} never became {status:?}");
+        tokio::time::sleep(ms(5)).await;
+    }
+}
+
+/// Expiry, heartbeats, debounce and multi-device.
 async fn timers_follow_the_rules(store: impl PresenceStore, clock: Clock) {
     let mut feed = store.feed();
     assert!(store.snapshot().await.expect("snapshot").users.is_empty());
@@ -59,18 +71,18 @@ async fn timers_follow_the_rules(store: impl PresenceStore, clock: Clock) {
     store.connect(&phone).await.expect("connect");
     assert_eq!(next(&mut feed).await, ("alice".into(), Status::Online, 1));
 
-    // A heartbeat at 30 s moves the expiry to 90 s.
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    // A heartbeat at TTL/2 moves the expiry to 1.5 TTL.
+    tokio::time::sleep(ms(RULES.ttl / 2)).await;
+    let beat = Instant::now();
     store
         .heartbeat(&phone, clock.now_ms())
         .await
         .expect("heartbeat");
-    assert_quiet(&mut feed, Duration::from_secs(59)).await;
-    let started = tokio::time::Instant::now();
+    assert_quiet(&mut feed, ms(RULES.ttl * 9 / 10)).await;
     assert_eq!(next(&mut feed).await, ("alice".into(), Status::Offline, 2));
     assert!(
-        started.elapsed() <= Duration::from_secs(1),
-        "expired at 90 s"
+        beat.elapsed() >= ms(RULES.ttl - 20),
+        "expired a TTL after the heartbeat"
     );
 
     // Two devices: offline only after both leave, and only after the debounce.
@@ -79,10 +91,19 @@ async fn timers_follow_the_rules(store: impl PresenceStore, clock: Clock) {
     store.connect(&tablet).await.expect("connect");
     assert_eq!(next(&mut feed).await, ("alice".into(), Status::Online, 3));
     store.disconnect(&phone).await.expect("disconnect");
-    assert_quiet(&mut feed, Duration::from_secs(10)).await;
+    assert_quiet(&mut feed, ms(RULES.offline_debounce * 3 / 2)).await;
+    // A heartbeat first, so that the TTL does not run out before the debounce does.
+    store
+        .heartbeat(&tablet, clock.now_ms())
+        .await
+        .expect("heartbeat");
     store.disconnect(&tablet).await.expect("disconnect");
-    assert_quiet(&mut feed, Duration::from_millis(4_900)).await;
+    let left = Instant::now();
     assert_eq!(next(&mut feed).await, ("alice".into(), Status::Offline, 4));
+    assert!(
+        left.elapsed() >= ms(RULES.offline_debounce - 20),
+        "not before the debounce"
+    );
 
     let views = store
         .lookup(&[Arc::from("alice"), Arc::from("nobody")])
@@ -100,17 +121,49 @@ async fn timers_follow_the_rules(store: impl PresenceStore, clock: Clock) {
     );
 }
 
+/// A reconnect inside the debounce produces no update at all.
+async fn a_reconnect_inside_the_debounce_is_invisible(store: impl PresenceStore) {
+    let mut feed = store.feed();
+    store
+        .connect(&device("bob", 1, "phone"))
+        .await
+        .expect("connect");
+    assert_eq!(next(&mut feed).await.1, Status::Online);
+    store
+        .disconnect(&device("bob", 1, "phone"))
+        .await
+        .expect("disconnect");
+    store
+        .connect(&device("bob", 2, "phone"))
+        .await
+        .expect("connect");
+    assert_quiet(&mut feed, ms(RULES.offline_debounce * 3 / 2)).await;
+    until_status(&store, "bob", Status::Online).await;
+}
+
 /// A subscriber that falls behind by more than the feed holds is told so, rather than the
 /// store holding every update for it.
 async fn a_lagging_subscriber_is_told(store: impl PresenceStore, capacity: usize) {
     let mut feed = store.feed();
-    for conn in 0..(capacity as u64 * 4) {
+    let users = capacity as u64 * 4;
+    for conn in 0..users {
         store
             .connect(&device(&format!("user-{conn}"), conn, "d"))
             .await
             .expect("connect");
     }
-    assert!(matches!(feed.recv().await, Err(RecvError::Lagged(_))));
+    until_status(&store, &format!("user-{}", users - 1), Status::Online).await;
+    let mut lagged = false;
+    while !lagged {
+        match tokio::time::timeout(Duration::from_secs(30), feed.recv())
+            .await
+            .expect("events")
+        {
+            Err(RecvError::Lagged(_)) => lagged = true,
+            Ok(_) => {}
+            Err(RecvError::Closed) => panic!("feed closed"),
+        }
+    }
 }
 
 /// The snapshot and the feed fit together by sequence number: updates at or below the
@@ -118,10 +171,12 @@ async fn a_lagging_subscriber_is_told(store: impl PresenceStore, capacity: usize
 async fn snapshot_and_feed_fit_together(store: impl PresenceStore) {
     let mut feed = store.feed();
     store.connect(&device("a", 1, "d")).await.expect("connect");
+    until_status(&store, "a", Status::Online).await;
     let snapshot = store.snapshot().await.expect("snapshot");
     store.connect(&device("b", 2, "d")).await.expect("connect");
     let ids: Vec<&str> = snapshot.users.iter().map(|u| u.user_id.as_ref()).collect();
     assert_eq!(ids, ["a"]);
+    assert_eq!(snapshot.users[0].version, 1);
     let mut after = Vec::new();
     while after.is_empty() {
         let event = feed.recv().await.expect("event");
@@ -134,23 +189,74 @@ async fn snapshot_and_feed_fit_together(store: impl PresenceStore) {
     assert_eq!(after, ["b"]);
 }
 
+fn memory(capacity: usize) -> (MemoryStore, Clock, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let clock = Clock::start();
+    (
+        MemoryStore::spawn(RULES, clock, capacity, shutdown.clone()),
+        clock,
+        shutdown,
+    )
+}
+
+async fn redis(server: &RedisServer, capacity: usize) -> (RedisStore, Clock, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let clock = Clock::start();
+    let (store, _drain) =
+        RedisStore::start(&server.url(), RULES, clock, capacity, shutdown.clone())
+            .await
+            .expect("Redis store starts");
+    (store, clock, shutdown)
+}
+
 #[tokio::test(start_paused = true)]
 async fn memory_timers_follow_the_rules() {
-    let (store, clock, shutdown) = memory(64);
+    let (store, clock, _shutdown) = memory(64);
     timers_follow_the_rules(store, clock).await;
-    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_reconnect_inside_the_debounce_is_invisible() {
+    let (store, _, _shutdown) = memory(64);
+    a_reconnect_inside_the_debounce_is_invisible(store).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_lagging_subscriber_is_told() {
-    let (store, _, shutdown) = memory(8);
+    let (store, _, _shutdown) = memory(8);
     a_lagging_subscriber_is_told(store, 8).await;
-    shutdown.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_snapshot_and_feed_fit_together() {
-    let (store, _, shutdown) = memory(64);
+    let (store, _, _shutdown) = memory(64);
     snapshot_and_feed_fit_together(store).await;
-    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn redis_timers_follow_the_rules() {
+    let server = RedisServer::start(&[]);
+    let (store, clock, _shutdown) = redis(&server, 64).await;
+    timers_follow_the_rules(store, clock).await;
+}
+
+#[tokio::test]
+async fn redis_reconnect_inside_the_debounce_is_invisible() {
+    let server = RedisServer::start(&[]);
+    let (store, _, _shutdown) = redis(&server, 64).await;
+    a_reconnect_inside_the_debounce_is_invisible(store).await;
+}
+
+#[tokio::test]
+async fn redis_lagging_subscriber_is_told() {
+    let server = RedisServer::start(&[]);
+    let (store, _, _shutdown) = redis(&server, 8).await;
+    a_lagging_subscriber_is_told(store, 8).await;
+}
+
+#[tokio::test]
+async fn redis_snapshot_and_feed_fit_together() {
+    let server = RedisServer::start(&[]);
+    let (store, _, _shutdown) = redis(&server, 64).await;
+    snapshot_and_feed_fit_together(store).await;
 }

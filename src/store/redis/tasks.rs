@@ -32,10 +32,16 @@ pub(super) async fn spawn(
     // The connection tasks run (and reconnect) on their own; their handles are not needed.
     drop(shared.client.connect());
     drop(shared.subscriber.connect());
-    if tokio::time::timeout(super::COMMAND_TIMEOUT, shared.client.wait_for_connect())
-        .await
-        .is_err()
-    {
+    // Subscribed before anything is written, so that no update of ours is missed.
+    let ready = async {
+        shared.client.wait_for_connect().await?;
+        shared.subscriber.wait_for_connect().await?;
+        shared.subscriber.subscribe(channels(db)).await
+    };
+    if !matches!(
+        tokio::time::timeout(super::COMMAND_TIMEOUT, ready).await,
+        Ok(Ok(()))
+    ) {
         warn!("Redis is not reachable yet; presence is degraded until it is");
     }
     tokio::spawn(rebuild(shared.clone(), client_up, shutdown.clone()));
@@ -117,6 +123,11 @@ async fn enable_expiry_events(shared: &Shared) {
     }
 }
 
+/// The channels the listener needs: the updates, and expiry events of database `db`.
+fn channels(db: u8) -> Vec<String> {
+    vec![UPDATES.to_owned(), format!("__keyevent@{db}__:expired")]
+}
+
 /// A message on `presence:updates`, as the scripts encode it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -159,7 +170,6 @@ async fn listen(
 ) {
     let mut messages = shared.subscriber.message_rx();
     let mut expiries = shared.subscriber.keyspace_event_rx();
-    let expired = format!("__keyevent@{db}__:expired");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -167,7 +177,7 @@ async fn listen(
                 if event.is_err() && up.is_closed() {
                     return;
                 }
-                match shared.subscriber.subscribe(vec![UPDATES.to_owned(), expired.clone()]).await {
+                match shared.subscriber.subscribe(channels(db)).await {
                     Ok(()) => {
                         let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
                     }
