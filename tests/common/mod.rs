@@ -52,11 +52,17 @@ impl Router {
         let shutdown = CancellationToken::new();
         let serving = presence_router::serve(listener, config, shutdown.clone());
         let task = tokio::spawn(async move { serving.await.expect("router runs") });
-        Router {
+        let router = Router {
             addr,
             shutdown,
             task: Some(task),
-        }
+        };
+        // Answered only once the store is ready and the router accepts.
+        assert_eq!(
+            http_raw(&router, "GET /health HTTP/1.1", b"").await.status,
+            200
+        );
+        router
     }
 
     /// Stops the router and waits until it has closed every connection.
@@ -200,6 +206,69 @@ fn redis_server() -> &'static str {
         );
     });
     "redis-server"
+}
+
+/// The real router binary on a free loopback port, killed (SIGKILL) on drop.
+pub struct RouterProcess {
+    pub addr: String,
+    pub child: std::process::Child,
+}
+
+impl RouterProcess {
+    /// Starts the binary with the test secret and `envs`, and waits until it listens.
+    pub fn start(envs: &[(&str, &str)]) -> RouterProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presence-router"))
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .env("JWT_SECRET", SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the router");
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("stderr was piped");
+        };
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            Some(
+                line.split("address=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned(),
+            )
+        });
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the router exited before listening");
+        };
+        // Keep draining its log so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        RouterProcess { addr, child }
+    }
+
+    /// Kills it without any shutdown: its sockets vanish, nothing is cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A token for `user` with `role`, valid for an hour.

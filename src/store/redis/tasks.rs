@@ -27,21 +27,28 @@ pub(super) async fn spawn(
     finish: CancellationToken,
 ) -> JoinHandle<()> {
     // Subscribe to (re)connections before connecting: the first connection counts as one.
-    let client_up = shared.client.reconnect_rx();
-    let subscriber_up = shared.subscriber.reconnect_rx();
+    let mut client_up = shared.client.reconnect_rx();
+    let mut subscriber_up = shared.subscriber.reconnect_rx();
     // The connection tasks run (and reconnect) on their own; their handles are not needed.
     drop(shared.client.connect());
     drop(shared.subscriber.connect());
-    // Subscribed before anything is written, so that no update of ours is missed.
+    // Ready before the router serves: scripts loaded, expiry events on, and subscribed, so that
+    // no update of ours is missed.
     let ready = async {
         shared.client.wait_for_connect().await?;
+        shared.scripts.load(&shared.client).await?;
+        enable_expiry_events(shared).await;
         shared.subscriber.wait_for_connect().await?;
         shared.subscriber.subscribe(channels(db)).await
     };
-    if !matches!(
+    if matches!(
         tokio::time::timeout(super::COMMAND_TIMEOUT, ready).await,
         Ok(Ok(()))
     ) {
+        // Those first connections are handled: the tasks wait for the next ones.
+        while client_up.try_recv().is_ok() {}
+        while subscriber_up.try_recv().is_ok() {}
+    } else {
         warn!("Redis is not reachable yet; presence is degraded until it is");
     }
     tokio::spawn(rebuild(shared.clone(), client_up, shutdown.clone()));
