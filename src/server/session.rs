@@ -172,10 +172,12 @@ async fn send_snapshot<S: PresenceStore>(
     Ok(snapshot.seq)
 }
 
+/// Counts a failed store operation. Logged at debug only: while a store is down every
+/// connection fails alike, and `/health` and the metrics already say so.
 fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
     if let Err(error) = result {
         inc(&ctx.metrics.store_errors);
-        warn!(%error, "store operation failed");
+        debug!(%error, "store operation failed");
     }
 }
 

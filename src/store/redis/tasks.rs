@@ -7,6 +7,7 @@ use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::Deserialize;
 use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -200,17 +201,20 @@ async fn listen(
                 },
                 Ok(_) => {}
                 // Missed messages: let dashboards take a fresh snapshot.
-                Err(_) => {
+                Err(RecvError::Lagged(_)) => {
                     let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
                 }
+                Err(RecvError::Closed) => return,
             },
-            event = expiries.recv() => if let Ok(event) = event {
-                let key = event.key.as_str_lossy();
-                if event.operation == "expired" {
-                    if let Some(user_id) = key.strip_prefix(USER_KEY) {
+            event = expiries.recv() => match event {
+                Ok(event) if event.operation == "expired" => {
+                    if let Some(user_id) = event.key.as_str_lossy().strip_prefix(USER_KEY) {
                         let _ = shared.writes.try_send(Write::Wake { user_id: Arc::from(user_id) });
                     }
                 }
+                // A missed expiry event is caught by the sweeper.
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
             },
         }
     }
