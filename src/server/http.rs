@@ -27,6 +27,10 @@ use tracing::{debug, warn, Instrument};
 
 type Reply = Response<Full<Bytes>>;
 
+/// Initial read buffer of a WebSocket: frames here are tens of bytes, and thousands of idle
+/// handsets should cost little memory (a larger frame grows it as needed).
+const READ_BUFFER_BYTES: usize = 128;
+
 /// Routes one request.
 pub async fn handle<S: PresenceStore>(
     ctx: Arc<Context<S>>,
@@ -168,7 +172,7 @@ fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) 
                 }
             };
             let config = WebSocketConfig::default()
-                .read_buffer_size(4 * 1024)
+                .read_buffer_size(READ_BUFFER_BYTES)
                 .write_buffer_size(0)
                 .max_message_size(Some(task_ctx.config.max_frame_bytes))
                 .max_frame_size(Some(task_ctx.config.max_frame_bytes));

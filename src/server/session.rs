@@ -13,10 +13,11 @@ use crate::presence::{ConnId, HeartbeatGate, Millis};
 use crate::store::{Device, Feed, FeedEvent, PresenceStore};
 use crate::wire::{encode_error, encode_snapshot, encode_update, ErrorCode, Frame, MessageType};
 use bytes::Bytes;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, warn};
 
 /// Bad frames in a row after which a connection is closed with 1008.
@@ -208,16 +209,16 @@ async fn serve<S: PresenceStore>(
         ping_sent: None,
     };
     let ping_timer = sleep_until(keepalive.last_inbound + keepalive.interval);
-    let flush_timer = sleep_until(Instant::now());
-    tokio::pin!(ping_timer, flush_timer);
+    tokio::pin!(ping_timer);
+    // Boxed and only while a heartbeat is held back: most of the time there is none, and every
+    // byte of this future is paid once per connection.
+    let mut flush_timer: Option<Pin<Box<Sleep>>> = None;
     let mut flush_armed: Option<Millis> = None;
     let mut bad_in_a_row = 0u32;
     loop {
         if gate.flush_at() != flush_armed {
             flush_armed = gate.flush_at();
-            if let Some(at) = flush_armed {
-                flush_timer.as_mut().reset(clock.instant_at(at));
-            }
+            flush_timer = flush_armed.map(|at| Box::pin(sleep_until(clock.instant_at(at))));
         }
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ending::Close(1001, "server shutting down"),
@@ -307,7 +308,7 @@ async fn serve<S: PresenceStore>(
                     return Ending::Drop;
                 }
             },
-            _ = &mut flush_timer, if flush_armed.is_some() => {
+            _ = async { if let Some(timer) = flush_timer.as_mut() { timer.await } }, if flush_armed.is_some() => {
                 if let Some(at) = gate.flush(clock.now_ms()) {
                     write_heartbeat(ctx, device, at).await;
                 }
