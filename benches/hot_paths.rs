@@ -1,72 +1,106 @@
-//! Figures for the hot paths, without sockets: frame decode, update encode, the presence core and
-//! the heartbeat gate. `cargo bench --bench hot_paths` prints nanoseconds per operation.
+//! Micro-benchmarks of the hot paths, without sockets: frame decode, update encode, the presence
+//! core and the heartbeat gate. `cargo bench --bench hot_paths`.
 
+use divan::{black_box, Bencher};
 use presence_router::presence::{HeartbeatGate, Presence, Rules, Status, Update};
-use presence_router::wire::{encode_update, Frame, MessageType};
-use std::hint::black_box;
+use presence_router::presence::UserView;
+use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
 use std::sync::Arc;
-use std::time::Instant;
-
-/// Runs `op` `n` times and prints the mean time per call.
-fn measure(name: &str, n: u64, mut op: impl FnMut(u64)) {
-    for i in 0..n / 10 {
-        op(i);
-    }
-    let start = Instant::now();
-    for i in 0..n {
-        op(i);
-    }
-    let per = start.elapsed().as_nanos() as f64 / n as f64;
-    println!("{name:<40} {per:>9.1} ns/op {:>12.0} op/s", 1e9 / per);
-}
 
 fn main() {
-    // The design's example heartbeat, as notepack encodes it.
-    const HEARTBEAT: &str = "95001ea7757365723132330082a474797065a9686561727462656174a974696d657374616d70cf0000018c57de4887";
-    let heartbeat: Vec<u8> = (0..HEARTBEAT.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&HEARTBEAT[i..i + 2], 16).unwrap_or(0))
-        .collect();
-    measure("decode HEARTBEAT frame", 5_000_000, |_| {
-        let frame = Frame::decode(black_box(&heartbeat));
-        assert!(matches!(frame, Ok(ref f) if f.message_type == MessageType::HEARTBEAT));
-    });
+    divan::main();
+}
 
-    let update = Update {
+/// The design's example heartbeat, as notepack encodes it.
+const HEARTBEAT: &str = "95001ea7757365723132330082a474797065a9686561727462656174a974696d657374616d70cf0000018c57de4887";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or(0))
+        .collect()
+}
+
+fn update() -> Update {
+    Update {
         user_id: Arc::from("driver-123456"),
         status: Status::Online,
         version: 42,
         last_seen: 1_702_281_234_567,
         device_id: Some(Arc::from("phone-1")),
         timestamp: 1_702_281_234_567,
-    };
-    measure("encode PRESENCE_UPDATE", 5_000_000, |_| {
-        black_box(encode_update(black_box(&update)));
-    });
+    }
+}
 
-    let users: Vec<Arc<str>> = (0..10_000)
-        .map(|i| Arc::from(format!("user-{i}")))
-        .collect();
-    let mut core = Presence::new(Rules {
-        ttl: 60_000,
-        offline_debounce: 5_000,
+#[divan::bench]
+fn decode_heartbeat(bencher: Bencher) {
+    let bytes = unhex(HEARTBEAT);
+    bencher.bench(|| {
+        let frame = Frame::decode(black_box(&bytes));
+        assert!(matches!(frame, Ok(ref f) if f.message_type == MessageType::HEARTBEAT));
     });
+}
+
+#[divan::bench]
+fn encode_presence_update(bencher: Bencher) {
+    let update = update();
+    bencher.bench(|| encode_update(black_box(&update)));
+}
+
+#[divan::bench(args = [100, 10_000])]
+fn encode_snapshot_of(bencher: Bencher, users: usize) {
+    let views: Vec<UserView> = (0..users)
+        .map(|i| UserView {
+            user_id: Arc::from(format!("user-{i}")),
+            status: Status::Online,
+            last_seen: 1_702_281_234_567,
+            device_id: Some(Arc::from("phone")),
+            version: 3,
+        })
+        .collect();
+    bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views));
+}
+
+fn online_core(users: &[Arc<str>]) -> Presence {
+    let mut core = Presence::new(Rules { ttl: 60_000, offline_debounce: 5_000 });
     for (conn, user) in users.iter().enumerate() {
         let _ = core.connect(user, conn as u64, None, 0);
     }
-    measure("core heartbeat (10k users online)", 5_000_000, |i| {
+    core
+}
+
+#[divan::bench]
+fn core_heartbeat_10k_online(bencher: Bencher) {
+    let users: Vec<Arc<str>> = (0..10_000).map(|i| Arc::from(format!("user-{i}"))).collect();
+    let mut core = online_core(&users);
+    let mut i = 0u64;
+    bencher.bench_local(|| {
+        i += 1;
         let n = (i % 10_000) as usize;
-        let _ = black_box(core.heartbeat(&users[n], n as u64, 1_000 + i));
+        core.heartbeat(&users[n], n as u64, 1_000 + i)
     });
-    measure("core connect + disconnect", 2_000_000, |i| {
+}
+
+#[divan::bench]
+fn core_connect_disconnect_10k_online(bencher: Bencher) {
+    let users: Vec<Arc<str>> = (0..10_000).map(|i| Arc::from(format!("user-{i}"))).collect();
+    let mut core = online_core(&users);
+    let mut i = 0u64;
+    bencher.bench_local(|| {
+        i += 1;
         let n = (i % 10_000) as usize;
         let conn = 1_000_000 + i;
-        let _ = black_box(core.connect(&users[n], conn, None, 1_000 + i));
-        let _ = black_box(core.disconnect(&users[n], conn, 1_000 + i));
+        let _ = core.connect(&users[n], conn, None, 1_000 + i);
+        core.disconnect(&users[n], conn, 1_000 + i)
     });
+}
 
+#[divan::bench]
+fn gate_held_heartbeat(bencher: Bencher) {
     let mut gate = HeartbeatGate::new(25_000, 0);
-    measure("heartbeat gate (held back)", 10_000_000, |i| {
-        black_box(gate.heartbeat(black_box(i % 20_000)));
+    let mut i = 0u64;
+    bencher.bench_local(|| {
+        i += 1;
+        gate.heartbeat(black_box(i % 20_000))
     });
 }
