@@ -2,8 +2,8 @@
 //! core and the heartbeat gate. `cargo bench --bench hot_paths`.
 
 use divan::{black_box, Bencher};
-use presence_router::presence::{HeartbeatGate, Presence, Rules, Status, Update};
 use presence_router::presence::UserView;
+use presence_router::presence::{HeartbeatGate, Presence, Rules, Status, Update};
 use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
 use std::sync::Arc;
 
@@ -62,7 +62,10 @@ fn encode_snapshot_of(bencher: Bencher, users: usize) {
 }
 
 fn online_core(users: &[Arc<str>]) -> Presence {
-    let mut core = Presence::new(Rules { ttl: 60_000, offline_debounce: 5_000 });
+    let mut core = Presence::new(Rules {
+        ttl: 60_000,
+        offline_debounce: 5_000,
+    });
     for (conn, user) in users.iter().enumerate() {
         let _ = core.connect(user, conn as u64, None, 0);
     }
@@ -71,7 +74,9 @@ fn online_core(users: &[Arc<str>]) -> Presence {
 
 #[divan::bench]
 fn core_heartbeat_10k_online(bencher: Bencher) {
-    let users: Vec<Arc<str>> = (0..10_000).map(|i| Arc::from(format!("user-{i}"))).collect();
+    let users: Vec<Arc<str>> = (0..10_000)
+        .map(|i| Arc::from(format!("user-{i}")))
+        .collect();
     let mut core = online_core(&users);
     let mut i = 0u64;
     bencher.bench_local(|| {
@@ -83,7 +88,9 @@ fn core_heartbeat_10k_online(bencher: Bencher) {
 
 #[divan::bench]
 fn core_connect_disconnect_10k_online(bencher: Bencher) {
-    let users: Vec<Arc<str>> = (0..10_000).map(|i| Arc::from(format!("user-{i}"))).collect();
+    let users: Vec<Arc<str>> = (0..10_000)
+        .map(|i| Arc::from(format!("user-{i}")))
+        .collect();
     let mut core = online_core(&users);
     let mut i = 0u64;
     bencher.bench_local(|| {

@@ -1,5 +1,5 @@
-//! A dashboard: prints the snapshot it gets on connecting, then every presence update, as
-//! readable lines.
+//! A dashboard: prints the snapshot it gets on connecting, then every presence update, one
+//! readable line each (times in UTC).
 //!
 //!     cargo run --example dashboard_client -- --token "$DASHBOARD_TOKEN"
 
@@ -18,7 +18,7 @@ struct Args {
     token: String,
 }
 
-/// `hh:mm:ss.mmm` UTC of an epoch-milliseconds value.
+/// `hh:mm:ss.mmm` (UTC) of an epoch-milliseconds value.
 fn clock(ms: u64) -> String {
     let s = ms / 1000;
     format!(
@@ -30,58 +30,58 @@ fn clock(ms: u64) -> String {
     )
 }
 
-fn field<'a>(map: &'a Value<'a>, key: &str) -> String {
+/// A map field as text: strings bare, `-` when absent.
+fn field(map: &Value<'_>, key: &str) -> String {
     match map.get(key) {
         Some(Value::Str(s)) => (*s).to_owned(),
-        Some(v) => v
-            .as_u64()
-            .map_or_else(|| format!("{v:?}"), |n| n.to_string()),
+        Some(v) => common::render(v),
         None => "-".to_owned(),
     }
 }
 
-fn user_line(user: &Value<'_>) -> String {
-    let last_seen = user
-        .get("lastSeen")
+fn time_field(map: &Value<'_>, key: &str) -> String {
+    map.get(key)
         .and_then(Value::as_u64)
-        .map_or_else(|| "-".into(), clock);
+        .map_or_else(|| "-".into(), clock)
+}
+
+/// `driver-1 online  device phone-1  lastSeen 10:20:30.001  v1`
+fn user_line(user: &Value<'_>) -> String {
     format!(
-        "{:<20} {:<8} device {:<12} lastSeen {last_seen} v{}",
+        "{} {}  device {}  lastSeen {}  v{}",
         field(user, "userId"),
         field(user, "status"),
         field(user, "deviceId"),
+        time_field(user, "lastSeen"),
         field(user, "version"),
     )
 }
 
 fn show(frame: &Frame<'_>) {
     let Some(payload) = frame.payload_value() else {
+        println!(
+            "{} without a payload",
+            common::type_name(frame.message_type)
+        );
         return;
     };
+    let at = time_field(&payload, "timestamp");
     match frame.message_type {
         MessageType::PRESENCE_SNAPSHOT => {
-            println!("snapshot: {} online", field(&payload, "totalOnline"));
+            println!("[{at}] snapshot: {} online", field(&payload, "totalOnline"));
             if let Some(Value::Array(users)) = payload.get("users") {
                 for user in users {
                     println!("  {}", user_line(user));
                 }
             }
         }
-        MessageType::PRESENCE_UPDATE => {
-            let at = payload
-                .get("timestamp")
-                .and_then(Value::as_u64)
-                .map_or_else(String::new, clock);
-            println!("{at} {}", user_line(&payload));
-        }
-        MessageType::PRESENCE_ERROR => {
-            println!(
-                "error {}: {}",
-                field(&payload, "code"),
-                field(&payload, "message")
-            );
-        }
-        other => println!("frame type {}", other.0),
+        MessageType::PRESENCE_UPDATE => println!("[{at}] {}", user_line(&payload)),
+        MessageType::PRESENCE_ERROR => println!(
+            "error {}: {}",
+            field(&payload, "code"),
+            field(&payload, "message")
+        ),
+        other => println!("{} {}", common::type_name(other), common::render(&payload)),
     }
 }
 
@@ -89,6 +89,14 @@ fn show(frame: &Frame<'_>) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut ws = common::connect(&args.url, &args.token, None).await?;
+    let me = common::claimed(&args.token);
+    println!("watching as {} (times are UTC); ctrl-c to stop", me.user);
+    if !matches!(me.role.as_str(), "web" | "dashboard") {
+        println!(
+            "note: this token's role is {}: the router sends presence only to web and dashboard",
+            me.role
+        );
+    }
     loop {
         let bytes = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),

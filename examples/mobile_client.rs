@@ -1,5 +1,5 @@
-//! A handset: connects with its token and device id, sends HEARTBEAT frames at an interval and
-//! prints what it sends and what it gets.
+//! A handset: connects with its token and device id in headers, sends a HEARTBEAT frame every
+//! `--interval` and prints each frame it sends and gets.
 //!
 //!     cargo run --example mobile_client -- --token "$MOBILE_TOKEN" --device phone-1 --interval 20s
 
@@ -8,7 +8,7 @@ mod common;
 use clap::Parser;
 use futures_util::SinkExt;
 use presence_router::config::parse_duration;
-use presence_router::wire::{decode_value, Encoder};
+use presence_router::wire::{decode_value, Encoder, Frame};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,7 +23,7 @@ struct Args {
     /// This handset's device id.
     #[arg(long, default_value = "phone-1")]
     device: String,
-    /// Time between heartbeats.
+    /// Time between heartbeats (keep it below the router's PRESENCE_TTL, 60s by default).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     interval: Duration,
     /// Stop after this many heartbeats (default: until the connection ends or ctrl-c).
@@ -31,12 +31,13 @@ struct Args {
     count: Option<u64>,
 }
 
-fn heartbeat() -> Vec<u8> {
+/// `[0, 30, user, 0, {type: "heartbeat", timestamp: now}]`, as notepack encodes it.
+fn heartbeat(user: &str) -> Vec<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut e = Encoder::default();
-    e.array(5).uint(0).uint(30).str("me").uint(0);
+    e.array(5).uint(0).uint(30).str(user).uint(0);
     e.map(2)
         .str("type")
         .str("heartbeat")
@@ -45,25 +46,52 @@ fn heartbeat() -> Vec<u8> {
     e.into_bytes()
 }
 
+/// `sent`/`got` followed by the frame's type name and its content.
+fn report(verb: &str, bytes: &[u8]) {
+    match Frame::decode(bytes) {
+        Ok(frame) => {
+            let content =
+                decode_value(bytes).map_or_else(|e| e.to_string(), |v| common::render(&v));
+            println!(
+                "{verb} {} {content} ({} bytes)",
+                common::type_name(frame.message_type),
+                bytes.len()
+            );
+        }
+        Err(e) => println!("{verb} a message that is not a frame: {e}"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The router takes the user from the verified token; the frame's fromId is informative.
+    let me = common::claimed(&args.token);
+    let user = me.user;
     let mut ws = common::connect(&args.url, &args.token, Some(&args.device)).await?;
+    println!(
+        "handset of {user} on device {}, a heartbeat every {:?}",
+        args.device, args.interval
+    );
+    if me.role != "mobile" {
+        println!(
+            "note: this token's role is {}: the router refuses its heartbeats (403)",
+            me.role
+        );
+    }
     let mut ticker = tokio::time::interval(args.interval);
     let mut sent = 0u64;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick(), if args.count.is_none_or(|n| sent < n) => {
-                ws.send(Message::Binary(heartbeat().into())).await?;
+                let frame = heartbeat(&user);
+                ws.send(Message::Binary(frame.clone().into())).await?;
                 sent += 1;
-                println!("sent HEARTBEAT #{sent}");
+                report(&format!("sent #{sent}"), &frame);
             }
             bytes = common::next_binary(&mut ws) => match bytes? {
-                Some(bytes) => match decode_value(&bytes) {
-                    Ok(value) => println!("got {value:?}"),
-                    Err(e) => println!("got undecodable bytes: {e}"),
-                },
+                Some(bytes) => report("got", &bytes),
                 None => return Ok(()),
             },
         }

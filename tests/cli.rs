@@ -2,50 +2,12 @@
 
 mod common;
 
+use common::binary::{router, serve};
 use presence_router::auth::{self, Role, Verifier};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-
-fn router() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_presence-router"));
-    command.env_clear().env("RUST_LOG", "info");
-    command
-}
+use std::process::{Child, Command, Output};
 
 fn output(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
-}
-
-/// Starts the binary on a free loopback port and returns it with the address it logged.
-fn serve(command: &mut Command) -> (Child, String, BufReader<std::process::ChildStderr>) {
-    let mut child = command
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let Some(stderr) = child.stderr.take() else {
-        let _ = child.wait();
-        panic!("stderr was piped");
-    };
-    let mut stderr = BufReader::new(stderr);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("read log") > 0,
-            "exited before listening"
-        );
-        if let Some(rest) = line.split("address=").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            return (child, addr, stderr);
-        }
-    }
 }
 
 fn terminate(child: &Child) {

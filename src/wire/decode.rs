@@ -45,7 +45,7 @@ pub enum Value<'a> {
     Float(f64),
     /// A UTF-8 string.
     Str(&'a str),
-    /// Binary data (`c4`–`c6`, or notepack's ext type 0 in `c7`–`c9`).
+    /// Binary data (`c4`–`c6`, or notepack.io 2's ext type 0 in `c7`–`c9`).
     Bin(&'a [u8]),
     /// A point in time in milliseconds since the epoch (notepack Date or the standard timestamp).
     Timestamp(i64),
@@ -160,10 +160,10 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::InvalidUtf8)
     }
 
-    fn ext(&mut self, len: usize) -> Result<Value<'a>, DecodeError> {
+    fn ext(&mut self, form: ExtForm, len: usize) -> Result<Value<'a>, DecodeError> {
         let kind = i8::from_be_bytes(self.be()?);
         let data = self.take(len)?;
-        Ok(ext_value(kind, data))
+        Ok(ext_value(form, kind, data))
     }
 
     /// Reads one marker and whatever fixed-size data follows it.
@@ -192,15 +192,15 @@ impl<'a> Reader<'a> {
             }
             0xc7 => {
                 let n = self.len8()?;
-                self.ext(n)?
+                self.ext(ExtForm::Sized, n)?
             }
             0xc8 => {
                 let n = self.len16()?;
-                self.ext(n)?
+                self.ext(ExtForm::Sized, n)?
             }
             0xc9 => {
                 let n = self.len32()?;
-                self.ext(n)?
+                self.ext(ExtForm::Sized, n)?
             }
             0xca => Value::Float(f64::from(f32::from_be_bytes(self.be()?))),
             0xcb => Value::Float(f64::from_be_bytes(self.be()?)),
@@ -215,11 +215,11 @@ impl<'a> Reader<'a> {
             0xd1 => Value::Int(i64::from(i16::from_be_bytes(self.be()?))),
             0xd2 => Value::Int(i64::from(i32::from_be_bytes(self.be()?))),
             0xd3 => Value::Int(i64::from_be_bytes(self.be()?)),
-            0xd4 => self.ext(1)?,
-            0xd5 => self.ext(2)?,
-            0xd6 => self.ext(4)?,
-            0xd7 => self.ext(8)?,
-            0xd8 => self.ext(16)?,
+            0xd4 => self.ext(ExtForm::Fixed, 1)?,
+            0xd5 => self.ext(ExtForm::Fixed, 2)?,
+            0xd6 => self.ext(ExtForm::Fixed, 4)?,
+            0xd7 => self.ext(ExtForm::Fixed, 8)?,
+            0xd8 => self.ext(ExtForm::Fixed, 16)?,
             0xd9 => {
                 let n = self.len8()?;
                 self.str(n)?
@@ -314,20 +314,29 @@ fn deeper(depth: usize) -> Result<usize, DecodeError> {
     }
 }
 
-/// Interprets an ext value: notepack's `undefined`, Date and binary, and the standard timestamp.
-fn ext_value(kind: i8, data: &[u8]) -> Value<'_> {
-    match (kind, data.len()) {
-        (0, 1) if data[0] == 0 => Value::Undefined,
-        (0, 8) => Value::Timestamp(i64::from_be_bytes(to_array(data))),
-        (0, _) => Value::Bin(data),
-        (-1, 4) => Value::Timestamp(i64::from(u32::from_be_bytes(to_array(data))) * 1000),
-        (-1, 8) => {
+/// Whether an ext value came in a fixext marker (`d4`–`d8`) or a sized one (`c7`–`c9`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExtForm {
+    Fixed,
+    Sized,
+}
+
+/// Interprets an ext value as the npm packages do, by marker: type 0 is notepack's `undefined`
+/// in `d4`, its Date in `d7` and notepack.io 2's binary in `c7`–`c9`; type -1 is the standard
+/// timestamp.
+fn ext_value(form: ExtForm, kind: i8, data: &[u8]) -> Value<'_> {
+    match (kind, form, data.len()) {
+        (0, ExtForm::Fixed, 1) => Value::Undefined,
+        (0, ExtForm::Fixed, 8) => Value::Timestamp(i64::from_be_bytes(to_array(data))),
+        (0, ExtForm::Sized, _) => Value::Bin(data),
+        (-1, _, 4) => Value::Timestamp(i64::from(u32::from_be_bytes(to_array(data))) * 1000),
+        (-1, _, 8) => {
             let raw = u64::from_be_bytes(to_array(data));
             let nanos = i64::try_from(raw >> 34).unwrap_or(0);
             let secs = i64::try_from(raw & 0x3_ffff_ffff).unwrap_or(0);
             Value::Timestamp(secs * 1000 + nanos / 1_000_000)
         }
-        (-1, 12) => {
+        (-1, _, 12) => {
             let nanos = i64::from(u32::from_be_bytes(to_array(&data[..4])));
             let secs = i64::from_be_bytes(to_array(&data[4..]));
             Value::Timestamp(secs.saturating_mul(1000).saturating_add(nanos / 1_000_000))
@@ -392,6 +401,23 @@ mod tests {
             Ok(Value::Timestamp(1000))
         );
         assert_eq!(decode_value(&hex("d40501")), Ok(Value::Ext(5, &[1])));
+    }
+
+    /// notepack.io 2 writes an ArrayBuffer as ext type 0 in `c7`: one of 1 or 8 bytes is still
+    /// binary, not `undefined` or a Date (those are only `d4 00` and `d7 00`).
+    #[test]
+    fn ext_type_0_is_read_by_its_marker() {
+        assert_eq!(decode_value(&hex("c7010000")), Ok(Value::Bin(&[0])));
+        assert_eq!(
+            decode_value(&hex("c708000000000000000001")),
+            Ok(Value::Bin(&[0, 0, 0, 0, 0, 0, 0, 1]))
+        );
+        assert_eq!(decode_value(&hex("d40007")), Ok(Value::Undefined));
+        assert_eq!(decode_value(&hex("d6000102")), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode_value(&hex("d60001020304")),
+            Ok(Value::Ext(0, &[1, 2, 3, 4]))
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl<'a> Frame<'a> {
 /// `nil` and notepack's `undefined` both mean "absent".
 fn present(raw: &[u8]) -> Option<&[u8]> {
     match raw {
-        [0xc0] | [0xd4, 0x00, 0x00] => None,
+        [0xc0] | [0xd4, 0x00, _] => None,
         _ => Some(raw),
     }
 }

@@ -1,0 +1,363 @@
+//! The real router binary against real clients: Node scripts on `ws` with notepack 0.0.2 (as
+//! handsets and the VoicePing tooling) and with the browser build of notepack.io 3 (as a
+//! browser, token in the subprotocol). Each script (`protocol/interop/client.js`) walks through
+//! a 401, the snapshot, an online update, heartbeats, error frames, the bulk API and an offline
+//! update, printing a JSON line per step; this test checks every line and reads every frame
+//! the router sent with the strict reader. It also checks that `protocol/vectors.json` is what
+//! `protocol/gen-vectors.js` makes with the locked packages.
+//!
+//! Needs Node.js 18+ and npm. The npm packages come from `protocol/package-lock.json`: when
+//! `protocol/node_modules` is missing or stale this test runs `npm ci` there first.
+
+mod common;
+
+use common::binary::{router, serve};
+use common::{strict, token, SECRET};
+use presence_router::auth::Role;
+use serde_json::{json, Value as Json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Longest a client script may take; it times itself out before this.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Longest `npm ci` may take.
+const NPM_LIMIT: Duration = Duration::from_secs(300);
+
+fn protocol_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol")
+}
+
+/// Runs `command` to its end, killing it after `limit`.
+fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id().to_string();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let output = child.wait_with_output();
+    let _ = done.send(());
+    let _ = watchdog.join();
+    output
+}
+
+/// Whether every package in the lockfile is installed at its locked version.
+fn installed(dir: &Path) -> bool {
+    let read = |path: PathBuf| -> Option<Json> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    };
+    let Some(lock) = read(dir.join("package-lock.json")) else {
+        return false;
+    };
+    let Some(packages) = lock["packages"].as_object() else {
+        return false;
+    };
+    packages
+        .iter()
+        .filter(|(path, _)| path.starts_with("node_modules/"))
+        .all(|(path, locked)| {
+            read(dir.join(path).join("package.json"))
+                .is_some_and(|installed| installed["version"] == locked["version"])
+        })
+}
+
+/// Installs the locked npm packages once per test run; fails with a readable reason.
+fn npm_packages() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let dir = protocol_dir();
+        if installed(&dir) {
+            return Ok(());
+        }
+        let out = output_within(
+            Command::new("npm")
+                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+            NPM_LIMIT,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot run npm ({e}): the interop test needs Node.js 18+ and npm on PATH \
+                 (Debian: apt-get install nodejs npm) to install protocol/package-lock.json"
+            )
+        })?;
+        if !out.status.success() || !installed(&dir) {
+            return Err(format!(
+                "`npm ci` in {} failed ({}):\n{}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    if let Err(why) = ready {
+        panic!("{why}");
+    }
+}
+
+/// The router binary on a loopback port, with its log collected; killed on drop.
+struct RouterProcess {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+    drain: Option<JoinHandle<()>>,
+}
+
+impl RouterProcess {
+    /// Offline at once and every heartbeat written, so each step shows at once.
+    fn start() -> RouterProcess {
+        let (child, addr, stderr) = serve(
+            router()
+                .env("JWT_SECRET", SECRET)
+                .env("PRESENCE_OFFLINE_DEBOUNCE", "0")
+                .env("PRESENCE_HEARTBEAT_MIN_INTERVAL", "0"),
+        );
+        let log = Arc::new(Mutex::new(String::new()));
+        let drain = Some(thread::spawn({
+            let log = log.clone();
+            move || collect(stderr, &log)
+        }));
+        RouterProcess {
+            child,
+            addr,
+            log,
+            drain,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+fn collect(stderr: BufReader<ChildStderr>, log: &Mutex<String>) {
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Ok(mut log) = log.lock() {
+            log.push_str(&line);
+            log.push('\n');
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+    }
+}
+
+/// What one client script printed, step by step, and the tokens it was given.
+struct Transcript {
+    steps: Vec<Json>,
+    context: String,
+    mobile_token: String,
+    dashboard_token: String,
+}
+
+impl Transcript {
+    /// The line of `step`; fails with everything the script and the router said.
+    fn step(&self, step: &str) -> &Json {
+        self.steps
+            .iter()
+            .find(|line| line["step"] == step)
+            .unwrap_or_else(|| panic!("no step {step:?}\n{}", self.context))
+    }
+
+    /// The frame the client got at `step`, after checking that the strict reader reads its
+    /// bytes exactly as the client's own MessagePack package did.
+    fn frame(&self, step: &str) -> &Json {
+        let line = self.step(step);
+        let hex = line["hex"].as_str().expect("hex");
+        let strict = strict::decode_hex(hex)
+            .unwrap_or_else(|e| panic!("{step}: a strict reader refuses {hex}: {e}"));
+        assert_eq!(strict, line["frame"], "{step}: strict reading of {hex}");
+        &line["frame"]
+    }
+}
+
+/// Runs `protocol/interop/client.js <flavour>` against a fresh router binary.
+fn run_client(flavour: &str) -> Transcript {
+    npm_packages();
+    let router = RouterProcess::start();
+    let script = protocol_dir().join("interop").join("client.js");
+    let mobile_token = token("driver-1", Role::Mobile);
+    let dashboard_token = token("dispatcher-1", Role::Dashboard);
+    let out = output_within(
+        Command::new("node")
+            .arg(&script)
+            .arg(flavour)
+            .current_dir(protocol_dir())
+            .env("ROUTER", &router.addr)
+            .env("MOBILE_USER", "driver-1")
+            .env("MOBILE_TOKEN", &mobile_token)
+            .env("DEVICE_ID", "phone-1")
+            .env("DASHBOARD_TOKEN", &dashboard_token)
+            .env("TIMEOUT_MS", "15000"),
+        SCRIPT_LIMIT,
+    )
+    .unwrap_or_else(|e| panic!("cannot run node ({e}): the interop test needs Node.js 18+"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let context = format!(
+        "node exited with {}\n--- stdout\n{stdout}--- stderr\n{}--- router log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        router.log()
+    );
+    let steps: Vec<Json> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{context}"))
+        })
+        .collect();
+    assert!(out.status.success(), "{context}");
+    Transcript {
+        steps,
+        context,
+        mobile_token,
+        dashboard_token,
+    }
+}
+
+/// The envelope of a frame: `[channelType, messageType, fromId, toId]`.
+fn envelope(frame: &Json) -> &[Json] {
+    frame.as_array().map_or(&[], |f| &f[..f.len().min(4)])
+}
+
+/// The steps both kinds of client go through, checked the same way.
+fn check_session(t: &Transcript) {
+    let refused = t.step("refused");
+    assert_eq!(refused["status"], 401, "{}", t.context);
+    assert_eq!(
+        refused["body"],
+        json!({"error": "Unauthorized", "reason": "malformed token"})
+    );
+
+    let snapshot = t.frame("snapshot");
+    assert_eq!(
+        snapshot,
+        &json!([0, 32, 0, "dispatcher-1", {
+            "timestamp": snapshot[4]["timestamp"],
+            "totalOnline": 0,
+            "users": [],
+        }])
+    );
+
+    let online = t.frame("online");
+    let update = &online[4];
+    assert_eq!(
+        envelope(online),
+        [json!(0), json!(31), json!(0), json!("broadcast")]
+    );
+    assert_eq!(
+        (&update["userId"], &update["status"], &update["type"]),
+        (
+            &json!("driver-1"),
+            &json!("online"),
+            &json!("presence_update")
+        )
+    );
+    assert_eq!(update["deviceId"], "phone-1");
+    let connected_at = update["lastSeen"].as_u64().expect("lastSeen");
+
+    // The PTT frame and the three heartbeats (integer, Date, 6-element with `undefined`) got
+    // no error: the first reply is the one to the router-only frame sent after them.
+    let error = t.frame("handset-error");
+    assert_eq!(
+        envelope(error),
+        [json!(0), json!(33), json!(0), json!("driver-1")]
+    );
+    assert_eq!(error[4]["code"], 400);
+    assert!(error[4]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("31")));
+
+    // The heartbeats were written: lastSeen moved on from the connect.
+    let status = t.step("status");
+    assert_eq!(status["status"], 200);
+    let users = &status["body"]["users"];
+    assert_eq!(users[0]["status"], "online");
+    assert_eq!(users[0]["deviceId"], "phone-1");
+    assert!(
+        users[0]["lastSeen"].as_u64() > Some(connected_at),
+        "a heartbeat moves lastSeen past the connect ({connected_at}): {status}"
+    );
+    assert_eq!(
+        users[1],
+        json!({"userId": "nobody", "status": "offline", "lastSeen": 0})
+    );
+
+    let refusal = t.frame("dashboard-error");
+    assert_eq!(refusal[3], "dispatcher-1");
+    assert_eq!(refusal[4]["code"], 403);
+
+    let offline = &t.frame("offline")[4];
+    assert_eq!(
+        (&offline["userId"], &offline["status"]),
+        (&json!("driver-1"), &json!("offline"))
+    );
+    assert!(offline["version"].as_u64() > update["version"].as_u64());
+    t.step("done");
+}
+
+/// A Node handset (`token` and `device_id` headers) and the VoicePing tooling
+/// (`VoicePingToken` header), both encoding with notepack 0.0.2 as the existing fleet does.
+#[test]
+fn node_clients_on_notepack_0_0_2() {
+    let t = run_client("notepack");
+    check_session(&t);
+    assert_eq!(t.step("handset-open")["protocol"], "");
+}
+
+/// A browser: the browser build of notepack.io 3, ArrayBuffer messages, the token and device
+/// id as subprotocols, and the first one echoed back (or the browser would drop the socket).
+#[test]
+fn browser_clients_on_notepack_io_3_with_the_token_in_the_subprotocol() {
+    let t = run_client("browser");
+    check_session(&t);
+    assert_eq!(t.step("handset-open")["protocol"], t.mobile_token.as_str());
+    assert_eq!(
+        t.step("dashboard-open")["protocol"],
+        t.dashboard_token.as_str()
+    );
+}
+
+/// `protocol/vectors.json` is exactly what `gen-vectors.js` writes with the locked packages:
+/// generated by them, never edited by hand, never stale.
+#[test]
+fn the_committed_vectors_are_what_the_packages_write() {
+    npm_packages();
+    let out = output_within(
+        Command::new("node")
+            .arg("gen-vectors.js")
+            .current_dir(protocol_dir()),
+        SCRIPT_LIMIT,
+    )
+    .unwrap_or_else(|e| panic!("cannot run node ({e}): the interop test needs Node.js 18+"));
+    assert!(
+        out.status.success(),
+        "gen-vectors.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read(protocol_dir().join("vectors.json")).expect("vectors.json");
+    assert!(
+        out.stdout == committed,
+        "protocol/vectors.json is not what gen-vectors.js writes: run `cd protocol && npm ci && npm run vectors`"
+    );
+}
