@@ -104,7 +104,7 @@ fn core_connect_disconnect_10k_online(bencher: Bencher) {
 
 #[divan::bench]
 fn gate_held_heartbeat(bencher: Bencher) {
-    let mut gate = HeartbeatGate::new(25_000, 0);
+    let mut gate = HeartbeatGate::new(25_000, 60_000, 0);
     let mut i = 0u64;
     bencher.bench_local(|| {
         i += 1;

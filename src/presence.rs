@@ -142,9 +142,10 @@ impl User {
         at: Millis,
         ttl: Millis,
     ) -> Option<Update> {
-        if let Some((_, device)) = self.conns.iter().find(|(c, _)| *c == conn) {
-            if device.is_some() {
-                self.device_id = device.clone();
+        // The most recently active device: a held heartbeat written late does not take it over.
+        if at >= self.last_seen {
+            if let Some((_, Some(device))) = self.conns.iter().find(|(c, _)| *c == conn) {
+                self.device_id = Some(device.clone());
             }
         }
         self.last_seen = self.last_seen.max(at);
@@ -303,28 +304,40 @@ impl Presence {
 ///
 /// Connecting counts as the first write. A heartbeat less than `min_interval` after the last
 /// write is held back; when the interval has passed, the held heartbeat is written with its own
-/// time ([`HeartbeatGate::flush`]), so the TTL always counts from the latest heartbeat.
+/// time ([`HeartbeatGate::flush`]), so the TTL always counts from the latest heartbeat. A
+/// heartbeat is never held past the moment the TTL of the last write runs out: then it is
+/// written at once.
 #[derive(Debug, Clone, Copy)]
 pub struct HeartbeatGate {
     min_interval: Millis,
+    ttl: Millis,
+    /// When the last write was made.
     last_write: Millis,
+    /// The time the last write carried (the TTL counts from it).
+    last_at: Millis,
     pending: Option<Millis>,
 }
 
 impl HeartbeatGate {
-    /// A gate for a connection that was written (connected) at `connected_at`.
-    pub fn new(min_interval: Millis, connected_at: Millis) -> Self {
+    /// A gate for a connection that was written (connected) at `connected_at`, under `ttl`.
+    pub fn new(min_interval: Millis, ttl: Millis, connected_at: Millis) -> Self {
         HeartbeatGate {
             min_interval,
+            ttl,
             last_write: connected_at,
+            last_at: connected_at,
             pending: None,
         }
     }
 
     /// A heartbeat arrived at `now`: `Some(at)` means write it now, with time `at`.
     pub fn heartbeat(&mut self, now: Millis) -> Option<Millis> {
-        if now.saturating_sub(self.last_write) >= self.min_interval {
+        let interval_passed = now.saturating_sub(self.last_write) >= self.min_interval;
+        let flush_too_late = self.last_write.saturating_add(self.min_interval)
+            >= self.last_at.saturating_add(self.ttl);
+        if interval_passed || flush_too_late {
             self.last_write = now;
+            self.last_at = now;
             self.pending = None;
             Some(now)
         } else {
@@ -346,7 +359,9 @@ impl HeartbeatGate {
             return None;
         }
         self.last_write = now;
-        self.pending.take()
+        let at = self.pending.take()?;
+        self.last_at = at;
+        Some(at)
     }
 }
 

@@ -51,3 +51,37 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert_eq!(dashboard.closed_with().await, Some(1001));
     router.stop().await;
 }
+
+/// An upgrade the client abandons before it completes leaves no phantom connection behind.
+#[tokio::test]
+async fn an_abandoned_upgrade_is_not_counted() {
+    use tokio::io::AsyncWriteExt;
+    let router = Router::start(|_| {}).await;
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(router.addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\ntoken: {}\r\n\r\n",
+            common::token("driver-1", presence_router::auth::Role::Mobile)
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        drop(stream);
+    }
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    loop {
+        let health = common::http_raw(&router, "GET /health HTTP/1.1", b"")
+            .await
+            .json();
+        if health["connections"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still counted: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    router.stop().await;
+}

@@ -340,3 +340,30 @@ async fn bulk_status_and_seed_keys_through_redis() {
         (Some("ok"), Some("redis"))
     );
 }
+
+/// A leave that Redis could not take at once (writes paused) is sent again, so the user goes
+/// offline seconds later rather than a whole TTL later.
+#[tokio::test]
+async fn a_leave_that_failed_is_sent_again() {
+    let redis = RedisServer::start(&[]);
+    let r = router(&redis, no_debounce).await;
+    let (mut dashboard, _) = Client::dashboard(&r, "dispatcher").await;
+    let phone = Client::mobile(&r, "driver-1", "phone").await;
+    assert_eq!(dashboard.next_update().await["status"], "online");
+
+    assert_eq!(
+        redis
+            .command(&["CLIENT", "PAUSE", "3000", "WRITE"])
+            .as_deref(),
+        Some("OK")
+    );
+    let closed = Instant::now();
+    phone.close().await;
+    let offline = dashboard.next_update().await;
+    assert_eq!(offline["status"], "offline");
+    assert!(
+        closed.elapsed() < Duration::from_secs(10),
+        "not a TTL (60 s) later: {:?}",
+        closed.elapsed()
+    );
+}

@@ -204,7 +204,7 @@ fn the_snapshot_lists_exactly_the_online_users() {
 
 #[test]
 fn the_gate_writes_at_most_once_per_interval_and_flushes_the_held_heartbeat() {
-    let mut gate = HeartbeatGate::new(25_000, 0);
+    let mut gate = HeartbeatGate::new(25_000, TTL, 0);
     assert_eq!(
         gate.heartbeat(10_000),
         None,
@@ -221,4 +221,28 @@ fn the_gate_writes_at_most_once_per_interval_and_flushes_the_held_heartbeat() {
     assert_eq!(gate.heartbeat(40_000), None);
     assert_eq!(gate.heartbeat(50_000), Some(50_000));
     assert_eq!(gate.flush_at(), None);
+}
+
+#[test]
+fn the_gate_never_holds_a_heartbeat_past_the_ttl_of_the_last_write() {
+    // An interval above half the TTL: a held heartbeat written at 40 s carries `at` 1 s, so the
+    // TTL runs out at 61 s, before the next write would be allowed (80 s).
+    let mut gate = HeartbeatGate::new(40_000, TTL, 0);
+    assert_eq!(gate.heartbeat(1_000), None);
+    assert_eq!(gate.flush(40_000), Some(1_000));
+    assert_eq!(
+        gate.heartbeat(62_000),
+        Some(62_000),
+        "written at once: the user had expired"
+    );
+}
+
+#[test]
+fn a_late_written_heartbeat_does_not_take_over_the_device() {
+    let mut p = core(DEBOUNCE);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, device("phone"), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), 5_000);
+    let _ = p.heartbeat(&alice, 1, 3_000);
+    assert_eq!(p.user("alice").expect("known").device_id, device("tablet"));
 }

@@ -27,6 +27,9 @@ use tracing::{debug, warn, Instrument};
 
 type Reply = Response<Full<Bytes>>;
 
+/// How long a client may take to send a request body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Initial read buffer of a WebSocket: frames here are tens of bytes, and thousands of idle
 /// handsets should cost little memory (a larger frame grows it as needed).
 const READ_BUFFER_BYTES: usize = 128;
@@ -152,7 +155,7 @@ fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) 
         device_id: credentials.device_id.map(Arc::from),
         conn_id: ctx.next_conn.fetch_add(1, Ordering::Relaxed),
     };
-    let gauge = session::count(&ctx.metrics, peer.identity.role);
+    let counted = session::Counted::new(ctx.clone(), peer.identity.role);
     let span = tracing::info_span!(
         "conn",
         conn_id = peer.conn_id,
@@ -183,7 +186,7 @@ fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) 
             )
             .await;
             let connection = Connection::new(ws, task_ctx.config.ping_timeout);
-            session::run(task_ctx, connection, peer, gauge).await;
+            session::run(counted, connection, peer).await;
         }
         .instrument(span),
     );
@@ -234,12 +237,14 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
     if declared.is_some_and(|n| n > limit as u64) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
     }
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let reading = Limited::new(req.into_body(), limit).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large")
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "Could not read the request body"),
+        Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "Could not read the request body"),
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "Request body too slow"),
     };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "Invalid JSON");

@@ -34,22 +34,25 @@ pub struct Peer {
     pub conn_id: ConnId,
 }
 
-/// Counts a connection in its role's gauge for as long as it lives.
-pub struct Counted<'a> {
-    gauge: &'a AtomicU64,
+/// Counts a connection in its role's gauge from before its 101 (so that the connection cap
+/// holds under bursts) until it ends, however it ends, a failed upgrade included.
+pub struct Counted<S> {
+    ctx: Arc<Context<S>>,
+    role: Role,
 }
 
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        dec(self.gauge);
+impl<S> Counted<S> {
+    /// Starts counting a connection of `role`.
+    pub fn new(ctx: Arc<Context<S>>, role: Role) -> Self {
+        inc(gauge(&ctx.metrics, role));
+        Counted { ctx, role }
     }
 }
 
-/// Starts counting a connection of `role` (done before the upgrade completes, so the connection
-/// cap holds under bursts).
-pub fn count(metrics: &Metrics, role: Role) -> Role {
-    inc(gauge(metrics, role));
-    role
+impl<S> Drop for Counted<S> {
+    fn drop(&mut self) {
+        dec(gauge(&self.ctx.metrics, self.role));
+    }
 }
 
 fn gauge(metrics: &Metrics, role: Role) -> &AtomicU64 {
@@ -103,15 +106,9 @@ impl KeepAlive {
 }
 
 /// Runs one session to its end.
-pub async fn run<S: PresenceStore>(
-    ctx: Arc<Context<S>>,
-    mut conn: Connection,
-    peer: Peer,
-    role: Role,
-) {
-    let _counted = Counted {
-        gauge: gauge(&ctx.metrics, role),
-    };
+pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, peer: Peer) {
+    let ctx = counted.ctx.clone();
+    let role = counted.role;
     let tracked = ctx.config.presence_enabled;
     let device = Device {
         user_id: peer.identity.user_id.clone(),
@@ -201,7 +198,11 @@ async fn serve<S: PresenceStore>(
     let clock = ctx.clock;
     let config = &ctx.config;
     let mobile = peer.identity.role == Role::Mobile && config.presence_enabled;
-    let mut gate = HeartbeatGate::new(millis(config.heartbeat_min_interval), clock.now_ms());
+    let mut gate = HeartbeatGate::new(
+        millis(config.heartbeat_min_interval),
+        config.rules.ttl,
+        clock.now_ms(),
+    );
     let mut keepalive = KeepAlive {
         interval: config.ping_interval,
         timeout: config.ping_timeout,
@@ -232,8 +233,10 @@ async fn serve<S: PresenceStore>(
                             if peer.identity.role != Role::Mobile {
                                 Some((ErrorCode::Forbidden, format!("HEARTBEAT is for mobile connections, not {}", peer.identity.role.as_str())))
                             } else {
-                                if let Some(at) = gate.heartbeat(clock.now_ms()).filter(|_| mobile) {
-                                    write_heartbeat(ctx, device, at).await;
+                                if mobile {
+                                    if let Some(at) = gate.heartbeat(clock.now_ms()) {
+                                        write_heartbeat(ctx, device, at).await;
+                                    }
                                 }
                                 None
                             }

@@ -21,6 +21,7 @@ use fred::prelude::{Builder, ClientLike, Config as FredConfig, ReconnectPolicy};
 use fred::types::Value;
 use scripts::Scripts;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -34,6 +35,16 @@ const MAX_BATCH: usize = 512;
 /// Writes that may wait for the writer; more are dropped (and rebuilt on reconnect).
 const WRITE_QUEUE: usize = 65_536;
 
+/// Failed writes kept for sending again; more and the oldest are not read from the queue.
+const MAX_PENDING: usize = 65_536;
+
+/// Backoff between attempts while writes fail.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Messages fred may buffer for the listener before it counts as behind (and dashboards resync).
+const SUBSCRIBER_BUFFER: usize = 16_384;
+
 /// How often each router sweeps for passed deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -46,9 +57,20 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// One write for the writer, kept in arrival order.
 #[derive(Debug)]
 enum Write {
-    Seen { device: Device, at: Millis },
-    Leave { device: Device },
-    Wake { user_id: Arc<str> },
+    Seen {
+        device: Device,
+        at: Millis,
+    },
+    Leave {
+        device: Device,
+    },
+    Wake {
+        user_id: Arc<str>,
+    },
+    /// Re-registers a connection after Redis came back, if it is still live when sent.
+    Rebuild {
+        device: Device,
+    },
 }
 
 /// The store shared by routers through Redis. Cheap to clone.
@@ -69,18 +91,27 @@ struct Shared {
     writes: mpsc::Sender<Write>,
     /// This router's live mobile connections, to re-register after Redis comes back.
     live: Mutex<HashMap<ConnId, Device>>,
+    /// The listener is subscribed to the updates channel.
+    subscribed: AtomicBool,
+    /// The last batch of writes failed.
+    writes_failing: AtomicBool,
 }
 
 /// Lets the store's writer send what is still queued once the server has stopped.
 pub struct Drain {
+    shared: Arc<Shared>,
     finish: CancellationToken,
     writer: JoinHandle<()>,
 }
 
 impl Drain {
-    /// Sends every queued write (the leaves of the connections shutdown closed), waiting at
-    /// most `limit`.
+    /// Sends every queued write (the leaves of the connections shutdown closed, and a leave for
+    /// any connection still open), waiting at most `limit`.
     pub async fn wait(self, limit: Duration) {
+        let still_open: Vec<Device> = self.shared.live().drain().map(|(_, d)| d).collect();
+        for device in still_open {
+            let _ = self.shared.writes.try_send(Write::Leave { device });
+        }
         self.finish.cancel();
         if tokio::time::timeout(limit, self.writer).await.is_err() {
             warn!("Redis writes still queued at exit");
@@ -108,7 +139,10 @@ impl RedisStore {
                 c.internal_command_timeout = COMMAND_TIMEOUT;
                 c.max_command_attempts = 1;
             })
-            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
+            })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let unavailable = |e: fred::error::Error| StoreError::Unavailable(e.to_string());
         let client = builder.build().map_err(unavailable)?;
@@ -127,14 +161,21 @@ impl RedisStore {
             feed,
             writes,
             live: Mutex::new(HashMap::new()),
+            subscribed: AtomicBool::new(false),
+            writes_failing: AtomicBool::new(false),
         });
         let finish = CancellationToken::new();
         let writer = tasks::spawn(&shared, queue, db, shutdown, finish.clone()).await;
-        Ok((RedisStore { shared }, Drain { finish, writer }))
-    }
-
-    fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
-        self.shared.live.lock().unwrap_or_else(|p| p.into_inner())
+        Ok((
+            RedisStore {
+                shared: shared.clone(),
+            },
+            Drain {
+                shared,
+                finish,
+                writer,
+            },
+        ))
     }
 
     fn enqueue(&self, write: Write) -> Result<(), StoreError> {
@@ -151,8 +192,23 @@ impl Shared {
         format!("{}:{conn}", self.router_id)
     }
 
-    fn connected(&self) -> bool {
-        self.client.is_connected() && self.subscriber.is_connected()
+    fn healthy(&self) -> bool {
+        self.client.is_connected()
+            && self.subscriber.is_connected()
+            && self.subscribed.load(Ordering::Relaxed)
+            && !self.writes_failing.load(Ordering::Relaxed)
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A rebuild of a connection that has closed since is not sent.
+    fn still_wanted(&self, write: &Write) -> bool {
+        match write {
+            Write::Rebuild { device } => self.live().contains_key(&device.conn),
+            _ => true,
+        }
     }
 }
 
@@ -173,7 +229,7 @@ impl PresenceStore for RedisStore {
     }
 
     fn health(&self) -> StoreHealth {
-        if self.shared.connected() {
+        if self.shared.healthy() {
             StoreHealth::Ok
         } else {
             StoreHealth::Degraded
@@ -181,7 +237,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {
-        self.live().insert(device.conn, device.clone());
+        self.shared.live().insert(device.conn, device.clone());
         self.enqueue(Write::Seen {
             device: device.clone(),
             at: self.shared.clock.now_ms(),
@@ -196,7 +252,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn disconnect(&self, device: &Device) -> Result<(), StoreError> {
-        self.live().remove(&device.conn);
+        self.shared.live().remove(&device.conn);
         self.enqueue(Write::Leave {
             device: device.clone(),
         })

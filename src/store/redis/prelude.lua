@@ -6,6 +6,8 @@
 
 local DEADLINES = 'presence:deadlines'
 local SEQ = 'presence:seq'
+-- An offline user's meta (lastSeen for the bulk API) is kept this long, then forgotten.
+local META_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -37,6 +39,7 @@ local function go_offline(u, user, meta, now, last_seen)
   redis.call('DEL', user)
   redis.call('ZREM', DEADLINES, u)
   transition(u, meta, 'offline', now)
+  redis.call('PEXPIRE', meta, META_RETENTION_MS)
 end
 
 -- Looks at u again at `now`: expires or ends the debounce when due, else files the next deadline.

@@ -7,6 +7,8 @@ local at = now - age
 local remaining = at + ttl - now
 if remaining <= 0 then return 0 end
 local user, meta, conns = keys_of(u)
+-- A TTL that ran out but was not processed yet is processed first: offline, then online again.
+if redis.call('EXISTS', user) == 0 then wake(u, now) end
 local current = redis.call('PTTL', user)
 if current < remaining then
   redis.call('SET', user, '1', 'PX', remaining)
@@ -20,6 +22,7 @@ if at >= (tonumber(m[2]) or 0) then
   if device ~= '' then redis.call('HSET', meta, 'deviceId', device) end
 end
 redis.call('HSET', meta, 'role', 'mobile', 'expiresAt', now + current)
+redis.call('PERSIST', meta)
 redis.call('HDEL', meta, 'offlineAt')
 redis.call('ZADD', DEADLINES, now + current, u)
 if m[1] ~= 'online' then transition(u, meta, 'online', now) end

@@ -1,11 +1,15 @@
 //! The Redis store's background tasks: writer, listener, sweeper and rebuilder.
 
-use super::{Shared, Write, MAX_BATCH, SWEEP_INTERVAL, SWEEP_LIMIT};
+use super::{
+    Shared, Write, MAX_BATCH, MAX_PENDING, RETRY_MAX, RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT,
+};
 use crate::presence::{Status, Update};
 use crate::store::{FeedEvent, Published};
 use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -47,6 +51,7 @@ pub(super) async fn spawn(
         Ok(Ok(()))
     ) {
         // Those first connections are handled: the tasks wait for the next ones.
+        shared.subscribed.store(true, Ordering::Relaxed);
         while client_up.try_recv().is_ok() {}
         while subscriber_up.try_recv().is_ok() {}
     } else {
@@ -74,7 +79,6 @@ async fn rebuild(
             warn!(%error, "loading the presence scripts failed");
         }
         enable_expiry_events(&shared).await;
-        let now = shared.clock.now_ms();
         let live: Vec<_> = shared
             .live
             .lock()
@@ -87,12 +91,7 @@ async fn rebuild(
             "Redis connected; re-registering live connections"
         );
         for device in live {
-            if shared
-                .writes
-                .send(Write::Seen { device, at: now })
-                .await
-                .is_err()
-            {
+            if shared.writes.send(Write::Rebuild { device }).await.is_err() {
                 return;
             }
         }
@@ -185,12 +184,12 @@ async fn listen(
                 if event.is_err() && up.is_closed() {
                     return;
                 }
-                match shared.subscriber.subscribe(channels(db)).await {
-                    Ok(()) => {
-                        let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
-                    }
-                    Err(error) => warn!(%error, "subscribing to presence updates failed"),
+                shared.subscribed.store(false, Ordering::Relaxed);
+                if !resubscribe(&shared, db, &shutdown).await {
+                    return;
                 }
+                shared.subscribed.store(true, Ordering::Relaxed);
+                let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
             }
             message = messages.recv() => match message {
                 Ok(message) if message.channel == UPDATES => match parse(&message.value) {
@@ -217,6 +216,24 @@ async fn listen(
                 Err(RecvError::Closed) => return,
             },
         }
+    }
+}
+
+/// Subscribes again, with backoff, until it works (true) or the router shuts down (false).
+async fn resubscribe(shared: &Shared, db: u8, shutdown: &CancellationToken) -> bool {
+    let mut backoff = RETRY_MIN;
+    loop {
+        match shared.subscriber.subscribe(channels(db)).await {
+            Ok(()) => return true,
+            Err(error) => {
+                warn!(%error, ?backoff, "subscribing to presence updates failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(RETRY_MAX);
     }
 }
 
@@ -251,60 +268,90 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Sends writes in arrival order, as pipelines. While Redis is unreachable writes are dropped:
-/// the rebuilder re-registers every live connection when it is back.
+/// Sends writes in arrival order, as pipelines. Writes that fail (Redis unreachable, a timeout,
+/// an error) are kept, in order, and sent again with backoff; meanwhile the store reports itself
+/// degraded. Once `finish` is cancelled it sends what is left and stops.
 async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>, finish: CancellationToken) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut pending: VecDeque<Write> = VecDeque::new();
+    let mut backoff = RETRY_MIN;
     loop {
-        let finishing = tokio::select! {
-            write = queue.recv() => match write {
-                Some(write) => {
-                    batch.push(write);
-                    false
-                }
-                None => return,
-            },
-            _ = finish.cancelled() => true,
-        };
-        while batch.len() < MAX_BATCH || finishing {
+        if pending.is_empty() {
+            tokio::select! {
+                biased;
+                write = queue.recv() => match write {
+                    Some(write) => pending.push_back(write),
+                    None => return,
+                },
+                _ = finish.cancelled() => return,
+            }
+        }
+        while pending.len() < MAX_PENDING {
             match queue.try_recv() {
-                Ok(write) => batch.push(write),
+                Ok(write) => pending.push_back(write),
                 Err(_) => break,
             }
         }
-        if shared.client.is_connected() {
-            send(&shared, &batch).await;
-        } else {
-            debug!(
-                dropped = batch.len(),
-                "Redis unreachable; writes dropped until it is back"
-            );
+        let sent = shared.client.is_connected() && send(&shared, &mut pending).await;
+        shared.writes_failing.store(!sent, Ordering::Relaxed);
+        if sent {
+            backoff = RETRY_MIN;
+            continue;
         }
-        batch.clear();
-        if finishing {
+        if finish.is_cancelled() {
+            warn!(
+                lost = pending.len(),
+                "Redis unreachable at exit; writes lost"
+            );
             return;
         }
+        debug!(
+            pending = pending.len(),
+            ?backoff,
+            "Redis writes failing; retrying"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = finish.cancelled() => {}
+        }
+        backoff = (backoff * 2).min(RETRY_MAX);
     }
 }
 
-/// One pipeline for the batch; writes refused for a missing script are retried once after
-/// the scripts are loaded again.
-async fn send(shared: &Shared, batch: &[Write]) {
-    let results = pipeline(shared, batch.iter()).await;
-    let missing: Vec<&Write> = batch
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT")))
-        .map(|(w, _)| w)
+/// Sends up to [`MAX_BATCH`] writes from the front of `pending` as one pipeline and removes the
+/// ones that succeeded; the failed ones stay at the front, in order. Writes refused for a missing
+/// script are sent again at once after the scripts are loaded. True when all succeeded.
+async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
+    let take = pending.len().min(MAX_BATCH);
+    let mut batch: Vec<Write> = pending
+        .drain(..take)
+        .filter(|w| shared.still_wanted(w))
         .collect();
-    if !missing.is_empty() && shared.scripts.load(&shared.client).await.is_ok() {
-        pipeline(shared, missing.into_iter()).await;
+    let mut results = pipeline(shared, batch.iter()).await;
+    let noscript = |r: &Result<Value, fred::error::Error>| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT"));
+    if results.iter().any(noscript) && shared.scripts.load(&shared.client).await.is_ok() {
+        let (again, done): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .zip(results)
+            .partition(|(_, r)| noscript(r));
+        let again: Vec<Write> = again.into_iter().map(|(w, _)| w).collect();
+        let retried = pipeline(shared, again.iter()).await;
+        (batch, results) = done
+            .into_iter()
+            .chain(again.into_iter().zip(retried))
+            .unzip();
     }
-    for result in results {
+    let mut failed = Vec::new();
+    for (write, result) in batch.into_iter().zip(results) {
         if let Err(error) = result {
             debug!(%error, "presence write failed");
+            failed.push(write);
         }
     }
+    let ok = failed.is_empty();
+    for write in failed.into_iter().rev() {
+        pending.push_front(write);
+    }
+    ok
 }
 
 async fn pipeline<'a>(
@@ -334,6 +381,16 @@ async fn pipeline<'a>(
                 ],
             ),
             Write::Wake { user_id } => (&shared.scripts.wake, vec![user_id.to_string()]),
+            Write::Rebuild { device } => (
+                &shared.scripts.seen,
+                vec![
+                    device.user_id.to_string(),
+                    shared.member(device.conn),
+                    device.device_id.as_deref().unwrap_or("").to_owned(),
+                    shared.rules.ttl.to_string(),
+                    "0".to_owned(),
+                ],
+            ),
         };
         // EVALSHA sha 0 argv...: pipelines have no Lua interface, so it goes as a custom command.
         let mut command = Vec::with_capacity(args.len() + 2);
