@@ -31,10 +31,12 @@ pub struct Target {
     pub secret: Arc<Vec<u8>>,
 }
 
-/// Opens one WebSocket from `source` as `user` with `role`.
+/// Opens one WebSocket as `user` with `role`, from `source` when given (binding a source address
+/// makes the kernel search for a free port, which gets slow while many are in TIME_WAIT: only
+/// done when the load is spread over several addresses).
 pub async fn connect(
     target: &Target,
-    source: IpAddr,
+    source: Option<IpAddr>,
     user: &str,
     role: Role,
     device: Option<&str>,
@@ -55,12 +57,14 @@ pub async fn connect(
             .headers_mut()
             .insert("device_id", HeaderValue::from_str(device)?);
     }
-    let socket = if source.is_ipv4() {
+    let socket = if target.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    socket.bind(SocketAddr::new(source, 0))?;
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
     let stream = socket.connect(target.addr).await?;
     stream.set_nodelay(true)?;
     // Small buffers: a load generator holds thousands of these.

@@ -148,7 +148,7 @@ async fn ramp_handsets(
             break;
         };
         let target = targets[i % targets.len()].clone();
-        let source = args.sources[i % args.sources.len()];
+        let source = (args.sources.len() > 1).then(|| args.sources[i % args.sources.len()]);
         let (sent, stop, connected, failed) = (
             sent.clone(),
             stop.clone(),
@@ -275,25 +275,6 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let arrivals = Arc::new(Arrivals::default());
-    eprintln!("connecting {} dashboards", args.dashboards);
-    for i in 0..args.dashboards {
-        let target = &targets[i % targets.len()];
-        let ws = clients::connect(
-            target,
-            args.sources[0],
-            &format!("dash-{i}"),
-            Role::Dashboard,
-            None,
-        )
-        .await?;
-        tokio::spawn(clients::run_dashboard(
-            ws,
-            "p-",
-            arrivals.clone(),
-            stop.clone(),
-        ));
-    }
-
     eprintln!(
         "ramping {} handsets over {} process(es)",
         args.handsets, args.processes
@@ -365,6 +346,19 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             Some((after.saturating_sub(before) * 1024) as f64 / results.connected.max(1) as f64);
     }
 
+    eprintln!("connecting {} dashboards", args.dashboards);
+    for i in 0..args.dashboards {
+        let target = &targets[i % targets.len()];
+        let ws =
+            clients::connect(target, None, &format!("dash-{i}"), Role::Dashboard, None).await?;
+        tokio::spawn(clients::run_dashboard(
+            ws,
+            "p-",
+            arrivals.clone(),
+            stop.clone(),
+        ));
+    }
+
     eprintln!(
         "heartbeating for {:?}, probing update latency",
         args.duration
@@ -381,8 +375,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         let target = &targets[j % targets.len()];
         let user = format!("p-{j}");
         let start = Instant::now();
-        let ws =
-            clients::connect(target, args.sources[0], &user, Role::Mobile, Some("probe")).await?;
+        let ws = clients::connect(target, None, &user, Role::Mobile, Some("probe")).await?;
         connect_lat.extend(
             seen_by_all(&arrivals, &user, true, args.dashboards)
                 .await
@@ -426,7 +419,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         for j in 0..args.expiry_probes {
             let target = &targets[j % targets.len()];
             let user = format!("p-x{j}");
-            let ws = clients::connect(target, args.sources[0], &user, Role::Mobile, None).await?;
+            let ws = clients::connect(target, None, &user, Role::Mobile, None).await?;
             let connected = Instant::now();
             let quiet = CancellationToken::new();
             tokio::spawn(clients::run_handset(
