@@ -270,7 +270,7 @@ impl Config {
         let dashboard_queue = c.get(
             "PRESENCE_DASHBOARD_QUEUE",
             &args.presence_dashboard_queue,
-            1024,
+            16_384,
             positive,
         );
         let max_connections = c.get(

@@ -202,12 +202,35 @@ async fn worker(args: Args, index: usize) -> anyhow::Result<()> {
     .await;
     println!("{}", json!({ "ramp": ramp }));
     std::io::stdout().flush()?;
-    let before = sent.load(Ordering::Relaxed);
-    tokio::time::sleep(args.duration).await;
-    let during = sent.load(Ordering::Relaxed) - before;
-    println!("{}", json!({ "heartbeats": during }));
+    // The parent drives the rest on stdin: "mark" starts a measuring window, "report" ends it,
+    // end of input stops the handsets.
+    let mut mark = (sent.load(Ordering::Relaxed), Instant::now());
+    for line in std::io::stdin().lines() {
+        match line?.trim() {
+            "mark" => mark = (sent.load(Ordering::Relaxed), Instant::now()),
+            "report" => {
+                let heartbeats = sent.load(Ordering::Relaxed) - mark.0;
+                let seconds = mark.1.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    json!({ "heartbeats": heartbeats, "seconds": seconds })
+                );
+                std::io::stdout().flush()?;
+            }
+            _ => {}
+        }
+    }
     stop.cancel();
     Ok(())
+}
+
+/// Sends one command line to every worker.
+fn tell(children: &mut [std::process::Child], command: &str) {
+    for child in children {
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = writeln!(stdin, "{command}");
+        }
+    }
 }
 
 /// The share of handsets of process `index` out of `processes`.
@@ -305,10 +328,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
                 "--sources",
                 &sources.join(","),
             ])
-            .args([
-                "--duration",
-                &format!("{}ms", args.duration.as_millis() + 2_000),
-            ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         children.push(command.spawn()?);
     }
@@ -364,6 +384,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         args.duration
     );
     let window = Instant::now();
+    tell(&mut children, "mark");
     let sent_before = sent.load(Ordering::Relaxed);
     let received_before = heartbeats_received(&targets).await;
     let mut connect_lat = Vec::new();
@@ -394,14 +415,15 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(args.duration.saturating_sub(window.elapsed())).await;
     let elapsed = window.elapsed().as_secs_f64();
     let own_rate = (sent.load(Ordering::Relaxed) - sent_before) as f64 / elapsed;
+    tell(&mut children, "report");
     let mut child_rate = 0.0;
     for lines in &mut child_lines {
         let line = tokio::task::block_in_place(|| lines.next())
             .transpose()?
             .unwrap_or_default();
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        child_rate +=
-            value["heartbeats"].as_u64().unwrap_or(0) as f64 / (args.duration.as_secs_f64() + 2.0);
+        child_rate += value["heartbeats"].as_f64().unwrap_or(0.0)
+            / value["seconds"].as_f64().unwrap_or(1.0).max(0.001);
     }
     results.heartbeats_sent_per_s = own_rate + child_rate;
     if let (Some(before), Some(after)) = (received_before, heartbeats_received(&targets).await) {
@@ -472,6 +494,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
 
     stop.cancel();
     for mut child in children {
+        drop(child.stdin.take());
         let _ = child.wait();
     }
     print_table(&results);
