@@ -181,17 +181,17 @@ impl PresenceStore for MemoryStore {
         self.shared.feed.subscribe()
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
         let (mut users, seq) = {
             let state = self.lock();
             (state.presence.online_users(), state.seq)
         };
         users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
-        Ok(Snapshot {
+        Ok(Arc::new(Snapshot {
             timestamp: self.shared.clock.now_ms(),
             seq,
             users,
-        })
+        }))
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {

@@ -124,8 +124,9 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
     /// Every change from now on.
     fn feed(&self) -> Feed;
 
-    /// The users online now (see [`Snapshot`] for how it fits with a feed).
-    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+    /// The users online now (see [`Snapshot`] for how it fits with a feed). Shared: many
+    /// dashboards asking at once may get the same one, taken after all of them asked.
+    fn snapshot(&self) -> impl Future<Output = Result<Arc<Snapshot>, StoreError>> + Send;
 
     /// The status of each user, in the order asked; users never seen are offline with
     /// `last_seen` 0 and version 0.

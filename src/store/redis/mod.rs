@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -95,6 +95,8 @@ struct Shared {
     subscribed: AtomicBool,
     /// The last batch of writes failed.
     writes_failing: AtomicBool,
+    /// Dashboards waiting for a snapshot.
+    snapshots: Mutex<SnapshotQueue>,
 }
 
 /// Lets the store's writer send what is still queued once the server has stopped.
@@ -163,6 +165,7 @@ impl RedisStore {
             live: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
             writes_failing: AtomicBool::new(false),
+            snapshots: Mutex::new(SnapshotQueue::default()),
         });
         let finish = CancellationToken::new();
         let writer = tasks::spawn(&shared, queue, db, shutdown, finish.clone()).await;
@@ -210,6 +213,61 @@ impl Shared {
             _ => true,
         }
     }
+}
+
+/// Dashboards waiting for a snapshot, and whether a task is taking one.
+#[derive(Default)]
+struct SnapshotQueue {
+    waiting: Vec<oneshot::Sender<Result<Arc<Snapshot>, String>>>,
+    running: bool,
+}
+
+/// Takes one snapshot for everyone waiting, again while more are waiting. Each snapshot is asked
+/// for after its waiters took their feed, so it fits their feeds (see [`Snapshot`]).
+async fn serve_snapshots(shared: Arc<Shared>) {
+    loop {
+        let waiting = {
+            let mut queue = shared.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.waiting.is_empty() {
+                queue.running = false;
+                return;
+            }
+            std::mem::take(&mut queue.waiting)
+        };
+        let snapshot = take_snapshot(&shared)
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        for answer in waiting {
+            let _ = answer.send(snapshot.clone());
+        }
+    }
+}
+
+async fn take_snapshot(shared: &Shared) -> Result<Snapshot, fred::error::Error> {
+    let reply: Vec<Value> = shared
+        .scripts
+        .snapshot
+        .evalsha_with_reload(&shared.client, Vec::<String>::new(), Vec::<String>::new())
+        .await?;
+    let (head, rest) = reply.split_at(reply.len().min(2));
+    let users = rest
+        .chunks_exact(4)
+        .filter_map(|user| {
+            Some(UserView {
+                user_id: text(&user[0])?,
+                status: Status::Online,
+                last_seen: int(&user[1]),
+                device_id: text(&user[2]),
+                version: int(&user[3]),
+            })
+        })
+        .collect();
+    Ok(Snapshot {
+        seq: head.first().map_or(0, int),
+        timestamp: head.get(1).map_or_else(|| shared.clock.now_ms(), int),
+        users,
+    })
 }
 
 fn int(value: &Value) -> u64 {
@@ -262,36 +320,23 @@ impl PresenceStore for RedisStore {
         self.shared.feed.subscribe()
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let reply: Vec<Value> = self
-            .shared
-            .scripts
-            .snapshot
-            .evalsha_with_reload(
-                &self.shared.client,
-                Vec::<String>::new(),
-                Vec::<String>::new(),
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let (head, rest) = reply.split_at(reply.len().min(2));
-        let users = rest
-            .chunks_exact(4)
-            .filter_map(|user| {
-                Some(UserView {
-                    user_id: text(&user[0])?,
-                    status: Status::Online,
-                    last_seen: int(&user[1]),
-                    device_id: text(&user[2]),
-                    version: int(&user[3]),
-                })
-            })
-            .collect();
-        Ok(Snapshot {
-            seq: head.first().map_or(0, int),
-            timestamp: head.get(1).map_or_else(|| self.shared.clock.now_ms(), int),
-            users,
-        })
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let (answer, wait) = oneshot::channel();
+        let start = {
+            let mut queue = self
+                .shared
+                .snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            queue.waiting.push(answer);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            tokio::spawn(serve_snapshots(self.shared.clone()));
+        }
+        wait.await
+            .map_err(|_| StoreError::Unavailable("snapshot task ended".into()))?
+            .map_err(StoreError::Unavailable)
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
