@@ -210,7 +210,10 @@ async fn serve<S: PresenceStore>(
         ping_sent: None,
     };
     let ping_timer = sleep_until(keepalive.last_inbound + keepalive.interval);
-    tokio::pin!(ping_timer);
+    // Made once: a fresh cancellation future per message would register and drop a waiter on
+    // the shared token every time, which shows up at hundreds of thousands of heartbeats/s.
+    let shutdown = ctx.shutdown.cancelled();
+    tokio::pin!(ping_timer, shutdown);
     // Boxed and only while a heartbeat is held back: most of the time there is none, and every
     // byte of this future is paid once per connection.
     let mut flush_timer: Option<Pin<Box<Sleep>>> = None;
@@ -222,7 +225,7 @@ async fn serve<S: PresenceStore>(
             flush_timer = flush_armed.map(|at| Box::pin(sleep_until(clock.instant_at(at))));
         }
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ending::Close(1001, "server shutting down"),
+            _ = &mut shutdown => return Ending::Close(1001, "server shutting down"),
             inbound = conn.read() => {
                 keepalive.last_inbound = Instant::now();
                 let refusal = match inbound {
