@@ -82,8 +82,7 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen)
             .with_context(|| format!("PORT/HOST: cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
         if let Some(secret) = &dev_secret {
@@ -101,6 +100,21 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         info!("stopped");
         Ok(())
     })
+}
+
+/// Pending connections the kernel may queue (it caps this at `net.core.somaxconn`): thousands of
+/// handsets reconnecting at once after a network outage should not be dropped at the door.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn random_secret() -> anyhow::Result<String> {

@@ -17,7 +17,7 @@ mod tasks;
 use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
 use crate::presence::{ConnId, Millis, Rules, Status, UserView};
-use fred::prelude::{Builder, ClientLike, Config as FredConfig, ReconnectPolicy};
+use fred::prelude::{Builder, ClientLike, Config as FredConfig, Options, ReconnectPolicy};
 use fred::types::Value;
 use scripts::Scripts;
 use std::collections::HashMap;
@@ -50,6 +50,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Most users one sweep handles; a full sweep is followed at once by another.
 const SWEEP_LIMIT: usize = 1_000;
+
+/// How long the snapshot script may take (it reads every online user).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -245,11 +248,20 @@ async fn serve_snapshots(shared: Arc<Shared>) {
 }
 
 async fn take_snapshot(shared: &Shared) -> Result<Snapshot, fred::error::Error> {
-    let reply: Vec<Value> = shared
-        .scripts
-        .snapshot
-        .evalsha_with_reload(&shared.client, Vec::<String>::new(), Vec::<String>::new())
-        .await?;
+    // A snapshot of 100k users takes a while: it gets its own timeout.
+    let options = Options {
+        timeout: Some(SNAPSHOT_TIMEOUT),
+        ..Options::default()
+    };
+    let client = shared.client.with_options(&options);
+    let args = vec![shared.scripts.snapshot.sha1().to_string(), "0".to_owned()];
+    let reply: Vec<Value> = match client.custom(tasks::evalsha(), args.clone()).await {
+        Err(e) if e.details().starts_with("NOSCRIPT") => {
+            shared.scripts.load(&shared.client).await?;
+            client.custom(tasks::evalsha(), args).await?
+        }
+        other => other?,
+    };
     let (head, rest) = reply.split_at(reply.len().min(2));
     let users = rest
         .chunks_exact(4)

@@ -130,6 +130,11 @@ async fn enable_expiry_events(shared: &Shared) {
     }
 }
 
+/// EVALSHA as a custom command (pipelines and per-command options have no Lua interface).
+pub(super) fn evalsha() -> CustomCommand {
+    CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false)
+}
+
 /// The channels the listener needs: the updates, and expiry events of database `db`.
 fn channels(db: u8) -> Vec<String> {
     vec![UPDATES.to_owned(), format!("__keyevent@{db}__:expired")]
@@ -392,13 +397,12 @@ async fn pipeline<'a>(
                 ],
             ),
         };
-        // EVALSHA sha 0 argv...: pipelines have no Lua interface, so it goes as a custom command.
+        // EVALSHA sha 0 argv...
         let mut command = Vec::with_capacity(args.len() + 2);
         command.push(script.sha1().to_string());
         command.push("0".to_owned());
         command.extend(args);
-        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
-        let queued: Result<(), _> = pipe.custom(evalsha, command).await;
+        let queued: Result<(), _> = pipe.custom(evalsha(), command).await;
         if let Err(error) = queued {
             debug!(%error, "could not queue a presence write");
         }
