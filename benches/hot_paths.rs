@@ -61,6 +61,10 @@ fn encode_snapshot_of(bencher: Bencher, users: usize) {
     bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views));
 }
 
+fn users(n: usize) -> Vec<Arc<str>> {
+    (0..n).map(|i| Arc::from(format!("user-{i}"))).collect()
+}
+
 fn online_core(users: &[Arc<str>]) -> Presence {
     let mut core = Presence::new(Rules {
         ttl: 60_000,
@@ -74,9 +78,7 @@ fn online_core(users: &[Arc<str>]) -> Presence {
 
 #[divan::bench]
 fn core_heartbeat_10k_online(bencher: Bencher) {
-    let users: Vec<Arc<str>> = (0..10_000)
-        .map(|i| Arc::from(format!("user-{i}")))
-        .collect();
+    let users = users(10_000);
     let mut core = online_core(&users);
     let mut i = 0u64;
     bencher.bench_local(|| {
@@ -88,9 +90,7 @@ fn core_heartbeat_10k_online(bencher: Bencher) {
 
 #[divan::bench]
 fn core_connect_disconnect_10k_online(bencher: Bencher) {
-    let users: Vec<Arc<str>> = (0..10_000)
-        .map(|i| Arc::from(format!("user-{i}")))
-        .collect();
+    let users = users(10_000);
     let mut core = online_core(&users);
     let mut i = 0u64;
     bencher.bench_local(|| {

@@ -359,6 +359,17 @@ async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
     ok
 }
 
+/// ARGV of `seen.lua` for `device`, seen `age` ms ago.
+fn seen_args(shared: &Shared, device: &crate::store::Device, age: u64) -> Vec<String> {
+    vec![
+        device.user_id.to_string(),
+        shared.member(device.conn),
+        device.device_id.as_deref().unwrap_or("").to_owned(),
+        shared.rules.ttl.to_string(),
+        age.to_string(),
+    ]
+}
+
 async fn pipeline<'a>(
     shared: &Shared,
     writes: impl Iterator<Item = &'a Write>,
@@ -369,13 +380,7 @@ async fn pipeline<'a>(
         let (script, args) = match write {
             Write::Seen { device, at } => (
                 &shared.scripts.seen,
-                vec![
-                    device.user_id.to_string(),
-                    shared.member(device.conn),
-                    device.device_id.as_deref().unwrap_or("").to_owned(),
-                    shared.rules.ttl.to_string(),
-                    now.saturating_sub(*at).to_string(),
-                ],
+                seen_args(shared, device, now.saturating_sub(*at)),
             ),
             Write::Leave { device } => (
                 &shared.scripts.leave,
@@ -386,16 +391,7 @@ async fn pipeline<'a>(
                 ],
             ),
             Write::Wake { user_id } => (&shared.scripts.wake, vec![user_id.to_string()]),
-            Write::Rebuild { device } => (
-                &shared.scripts.seen,
-                vec![
-                    device.user_id.to_string(),
-                    shared.member(device.conn),
-                    device.device_id.as_deref().unwrap_or("").to_owned(),
-                    shared.rules.ttl.to_string(),
-                    "0".to_owned(),
-                ],
-            ),
+            Write::Rebuild { device } => (&shared.scripts.seen, seen_args(shared, device, 0)),
         };
         // EVALSHA sha 0 argv...
         let mut command = Vec::with_capacity(args.len() + 2);
