@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -81,7 +82,11 @@ fn preflight() -> Reply {
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_bytes(status, body.to_string().into_bytes())
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
     *reply.status_mut() = status;
     reply
         .headers_mut()
@@ -284,23 +289,49 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
         }
     };
     inc(&ctx.metrics.bulk_requests);
-    let users: Vec<Value> = asked
+    let users: Vec<BulkUser<'_>> = asked
         .iter()
-        .zip(views)
-        .map(|(asked, view)| {
-            let mut user = json!({
-                "userId": asked,
-                "status": match view.status { Status::Online => "online", Status::Offline => "offline" },
-                "lastSeen": view.last_seen,
-            });
-            if let (Some(device), Value::Object(map)) = (&view.device_id, &mut user) {
-                map.insert("deviceId".into(), Value::from(device.as_ref()));
-            }
-            user
+        .zip(&views)
+        .map(|(asked, view)| BulkUser {
+            user_id: asked,
+            status: match view.status {
+                Status::Online => "online",
+                Status::Offline => "offline",
+            },
+            last_seen: view.last_seen,
+            device_id: view.device_id.as_deref(),
         })
         .collect();
-    json_reply(
-        StatusCode::OK,
-        &json!({ "success": true, "users": users, "timestamp": ctx.clock.now_ms() }),
-    )
+    let reply = BulkReply {
+        success: true,
+        users,
+        timestamp: ctx.clock.now_ms(),
+    };
+    match serde_json::to_vec(&reply) {
+        Ok(body) => json_bytes(StatusCode::OK, body),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Could not encode the reply",
+        ),
+    }
+}
+
+/// One user in a bulk status reply; `userId` echoes the request element as it was sent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkUser<'a> {
+    user_id: &'a Value,
+    status: &'static str,
+    last_seen: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<&'a str>,
+}
+
+/// The bulk status reply, serialised straight from borrowed data (no intermediate JSON tree:
+/// at thousands of requests per second, the tree's allocations were most of the cost).
+#[derive(Serialize)]
+struct BulkReply<'a> {
+    success: bool,
+    users: Vec<BulkUser<'a>>,
+    timestamp: u64,
 }
