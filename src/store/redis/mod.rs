@@ -54,6 +54,10 @@ const SWEEP_LIMIT: usize = 1_000;
 /// How long the snapshot script may take (it reads every online user).
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long start-up waits for Redis to be ready (scripts loaded, subscribed) before the router
+/// serves anyway, degraded: long enough for a busy Redis, short enough for one that is down.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -47,7 +47,7 @@ pub(super) async fn spawn(
         shared.subscriber.subscribe(channels(db)).await
     };
     if matches!(
-        tokio::time::timeout(super::COMMAND_TIMEOUT, ready).await,
+        tokio::time::timeout(super::READY_TIMEOUT, ready).await,
         Ok(Ok(()))
     ) {
         // Those first connections are handled: the tasks wait for the next ones.
