@@ -66,6 +66,25 @@ pub struct Identity {
     pub user_id: Arc<str>,
     /// The role from the token (`mobile` when absent).
     pub role: Role,
+    /// The `tenant` claim, when present (numbers are kept as their decimal text).
+    pub tenant: Option<Arc<str>>,
+    /// The `channelIds` claim (the groups the token allows), when present; ids as strings.
+    pub groups: Option<Arc<[Arc<str>]>>,
+    /// The `exp` claim (seconds since the epoch), when present.
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    /// The identity of a token that carries nothing but a user id.
+    pub fn user(user_id: Arc<str>, role: Role) -> Identity {
+        Identity {
+            user_id,
+            role,
+            tenant: None,
+            groups: None,
+            expires_at: None,
+        }
+    }
 }
 
 /// Why a token was refused. The message is safe to show to the client.
@@ -74,6 +93,9 @@ pub enum AuthError {
     /// No token was given.
     #[error("missing token")]
     Missing,
+    /// An `Authorization` header whose scheme is not `Bearer`.
+    #[error("the Authorization header must be \"Bearer <token>\"")]
+    NotBearer,
     /// Not a JWT.
     #[error("malformed token")]
     Malformed,
@@ -98,6 +120,9 @@ pub enum AuthError {
     /// A `role` other than mobile, web or dashboard.
     #[error("unknown role {0:?}: expected mobile, web or dashboard")]
     BadRole(String),
+    /// A claim this router reads has the wrong shape.
+    #[error("claim {0} {1}")]
+    BadClaim(&'static str, &'static str),
 }
 
 /// Why a configured key could not be loaded.
@@ -241,21 +266,20 @@ impl Verifier {
 /// Reads who the verified claims speak for, checking `exp` and `nbf`.
 fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
     let object = match claims {
-        Value::String(id) => {
-            return Ok(Identity {
-                user_id: user_id(id)?,
-                role: Role::Mobile,
-            })
-        }
+        Value::String(id) => return Ok(Identity::user(user_id(id)?, Role::Mobile)),
         Value::Object(object) => object,
         _ => return Err(AuthError::NoUserId),
     };
-    if let Some(exp) = object.get("exp") {
-        let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
-        if (now as f64) > exp + LEEWAY_SECS as f64 {
-            return Err(AuthError::Expired);
+    let expires_at = match object.get("exp") {
+        None | Some(Value::Null) => None,
+        Some(exp) => {
+            let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
+            if (now as f64) > exp + LEEWAY_SECS as f64 {
+                return Err(AuthError::Expired);
+            }
+            Some(exp.max(0.0) as u64)
         }
-    }
+    };
     if let Some(nbf) = object.get("nbf") {
         let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
         if (now + LEEWAY_SECS) as f64 <= nbf {
@@ -264,11 +288,7 @@ fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
     }
     let id = USER_ID_CLAIMS
         .iter()
-        .find_map(|claim| match object.get(*claim)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
+        .find_map(|claim| id_text(object.get(*claim)?))
         .ok_or(AuthError::NoUserId)?;
     let role = match object.get("role") {
         None | Some(Value::Null) => Role::Mobile,
@@ -277,10 +297,49 @@ fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
         }
         Some(other) => return Err(AuthError::BadRole(other.to_string())),
     };
+    let tenant = match object.get("tenant") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            id_text(value)
+                .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES)
+                .ok_or(AuthError::BadClaim("tenant", "must be a string or a number"))?
+                .into(),
+        ),
+    };
+    let groups = match object.get("channelIds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(ids)) => Some(
+            ids.iter()
+                .map(|id| id_text(id).map(Arc::from))
+                .collect::<Option<Arc<[Arc<str>]>>>()
+                .ok_or(AuthError::BadClaim(
+                    "channelIds",
+                    "must hold only strings and numbers",
+                ))?,
+        ),
+        Some(_) => {
+            return Err(AuthError::BadClaim(
+                "channelIds",
+                "must be an array of group ids",
+            ))
+        }
+    };
     Ok(Identity {
         user_id: user_id(&id)?,
         role,
+        tenant,
+        groups,
+        expires_at,
     })
+}
+
+/// A claim that names something (a user, tenant or group): a string, or a number as its text.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn user_id(id: &str) -> Result<Arc<str>, AuthError> {

@@ -8,58 +8,91 @@ use crate::auth::Verifier;
 use crate::presence::Rules;
 use clap::Args as ClapArgs;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// The default of every setting that has one, as the text a user would write: `--help` shows
+/// these, and a setting left out is parsed from them.
+pub mod defaults {
+    /// `PORT`.
+    pub const PORT: &str = "3000";
+    /// `HOST`.
+    pub const HOST: &str = "0.0.0.0";
+    /// `PRESENCE_ENABLED`.
+    pub const PRESENCE_ENABLED: &str = "true";
+    /// `PRESENCE_TTL`.
+    pub const PRESENCE_TTL: &str = "60s";
+    /// `PRESENCE_OFFLINE_DEBOUNCE`.
+    pub const PRESENCE_OFFLINE_DEBOUNCE: &str = "5s";
+    /// `PRESENCE_HEARTBEAT_MIN_INTERVAL`.
+    pub const PRESENCE_HEARTBEAT_MIN_INTERVAL: &str = "25s";
+    /// `PRESENCE_BULK_MAX_IDS`.
+    pub const PRESENCE_BULK_MAX_IDS: &str = "100";
+    /// `PRESENCE_PING_INTERVAL`.
+    pub const PRESENCE_PING_INTERVAL: &str = "30s";
+    /// `PRESENCE_PING_TIMEOUT`.
+    pub const PRESENCE_PING_TIMEOUT: &str = "10s";
+    /// `PRESENCE_MAX_FRAME_BYTES`.
+    pub const PRESENCE_MAX_FRAME_BYTES: &str = "65536";
+    /// `PRESENCE_MAX_BODY_BYTES`.
+    pub const PRESENCE_MAX_BODY_BYTES: &str = "65536";
+    /// `PRESENCE_DASHBOARD_QUEUE`.
+    pub const PRESENCE_DASHBOARD_QUEUE: &str = "16384";
+    /// `PRESENCE_MAX_CONNECTIONS`.
+    pub const PRESENCE_MAX_CONNECTIONS: &str = "100000";
+    /// `PRESENCE_API_AUTH`.
+    pub const PRESENCE_API_AUTH: &str = "jwt";
+}
 
 /// Raw settings, one per environment variable (each also a `--flag`).
 #[derive(Debug, Clone, Default, ClapArgs)]
 pub struct Args {
     /// TCP port for HTTP and WebSocket.
-    #[arg(long, env = "PORT")]
+    #[arg(long, env = "PORT", default_value = defaults::PORT)]
     pub port: Option<String>,
-    /// Address to bind.
-    #[arg(long, env = "HOST")]
+    /// Address to bind: an IP address or a host name (resolved at start).
+    #[arg(long, env = "HOST", default_value = defaults::HOST)]
     pub host: Option<String>,
     /// Track presence at all (true/false).
-    #[arg(long, env = "PRESENCE_ENABLED")]
+    #[arg(long, env = "PRESENCE_ENABLED", default_value = defaults::PRESENCE_ENABLED)]
     pub presence_enabled: Option<String>,
     /// How long a user stays online after a connect or heartbeat write (bare number = seconds).
-    #[arg(long, env = "PRESENCE_TTL")]
+    #[arg(long, env = "PRESENCE_TTL", default_value = defaults::PRESENCE_TTL)]
     pub presence_ttl: Option<String>,
     /// How long after the last device leaves a user is reported offline (0 = at once).
-    #[arg(long, env = "PRESENCE_OFFLINE_DEBOUNCE")]
+    #[arg(long, env = "PRESENCE_OFFLINE_DEBOUNCE", default_value = defaults::PRESENCE_OFFLINE_DEBOUNCE)]
     pub presence_offline_debounce: Option<String>,
     /// Heartbeats closer than this per device cause no store write.
-    #[arg(long, env = "PRESENCE_HEARTBEAT_MIN_INTERVAL")]
+    #[arg(long, env = "PRESENCE_HEARTBEAT_MIN_INTERVAL", default_value = defaults::PRESENCE_HEARTBEAT_MIN_INTERVAL)]
     pub presence_heartbeat_min_interval: Option<String>,
     /// Most user ids in one bulk status request.
-    #[arg(long, env = "PRESENCE_BULK_MAX_IDS")]
+    #[arg(long, env = "PRESENCE_BULK_MAX_IDS", default_value = defaults::PRESENCE_BULK_MAX_IDS)]
     pub presence_bulk_max_ids: Option<String>,
     /// How often the router pings each connection.
-    #[arg(long, env = "PRESENCE_PING_INTERVAL")]
+    #[arg(long, env = "PRESENCE_PING_INTERVAL", default_value = defaults::PRESENCE_PING_INTERVAL)]
     pub presence_ping_interval: Option<String>,
     /// How long a connection may leave a ping (or a write) unanswered before it is closed.
-    #[arg(long, env = "PRESENCE_PING_TIMEOUT")]
+    #[arg(long, env = "PRESENCE_PING_TIMEOUT", default_value = defaults::PRESENCE_PING_TIMEOUT)]
     pub presence_ping_timeout: Option<String>,
     /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, env = "PRESENCE_MAX_FRAME_BYTES")]
+    #[arg(long, env = "PRESENCE_MAX_FRAME_BYTES", default_value = defaults::PRESENCE_MAX_FRAME_BYTES)]
     pub presence_max_frame_bytes: Option<String>,
     /// Largest HTTP request body accepted, in bytes.
-    #[arg(long, env = "PRESENCE_MAX_BODY_BYTES")]
+    #[arg(long, env = "PRESENCE_MAX_BODY_BYTES", default_value = defaults::PRESENCE_MAX_BODY_BYTES)]
     pub presence_max_body_bytes: Option<String>,
     /// How many updates a dashboard may fall behind before it is closed with 1013.
-    #[arg(long, env = "PRESENCE_DASHBOARD_QUEUE")]
+    #[arg(long, env = "PRESENCE_DASHBOARD_QUEUE", default_value = defaults::PRESENCE_DASHBOARD_QUEUE)]
     pub presence_dashboard_queue: Option<String>,
     /// Most WebSocket connections at once; more are refused with 503.
-    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS")]
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value = defaults::PRESENCE_MAX_CONNECTIONS)]
     pub presence_max_connections: Option<String>,
-    /// Redis URL (`redis://[:password@]host:port[/db]`): use the Redis store.
+    /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS): use the Redis store.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
-    /// Redis host.
+    /// Redis host (127.0.0.1 when only the port or password is set).
     #[arg(long, env = "REDIS_HOST")]
     pub redis_host: Option<String>,
-    /// Redis port.
+    /// Redis port (6379 when only the host or password is set).
     #[arg(long, env = "REDIS_PORT")]
     pub redis_port: Option<String>,
     /// Redis password.
@@ -75,7 +108,7 @@ pub struct Args {
     #[arg(long, env = "JWT_JWKS_FILE")]
     pub jwt_jwks_file: Option<String>,
     /// `jwt` (default): the bulk API needs a Bearer token; `none`: it is open.
-    #[arg(long, env = "PRESENCE_API_AUTH")]
+    #[arg(long, env = "PRESENCE_API_AUTH", default_value = defaults::PRESENCE_API_AUTH)]
     pub presence_api_auth: Option<String>,
 }
 
@@ -130,48 +163,69 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+/// Parses a duration: a bare number of seconds (`60`, `0.5`), or one or more numbers each with
+/// a unit `ms`, `s`, `m`, `h` or `d` (`500ms`, `5s`, `1h30m`, `7d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (use 500ms, 5s, 2m, 1h or seconds)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "{text:?} has an unknown unit {other:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+    let bad = || format!("{text:?} is not a duration (use 500ms, 5s, 2m, 1h30m, 7d or seconds)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return seconds_to_duration(seconds).ok_or_else(|| format!("{text:?} is out of range"));
+    }
+    let mut seconds = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let units = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(units);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "" => return Err(bad()),
+            other => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {other:?} (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        seconds += value * scale;
+        rest = tail.trim_start();
+    }
+    seconds_to_duration(seconds).ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+fn seconds_to_duration(seconds: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Collects parse errors so that all of them are reported at once.
 struct Checker(Vec<String>);
 
 impl Checker {
-    fn get<T>(
+    /// Parses `raw`, or `default` when the setting is absent. A bad value is recorded and the
+    /// default stands in for it, so that later checks do not report its consequences.
+    fn get<T: Default>(
         &mut self,
         var: &str,
         raw: &Option<String>,
-        default: T,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
     ) -> T {
-        match raw.as_deref() {
-            None => default,
-            Some(text) => parse(text).unwrap_or_else(|why| {
-                self.0.push(format!("{var}: {why}"));
-                default
-            }),
-        }
+        parse(raw.as_deref().unwrap_or(default)).unwrap_or_else(|why| {
+            self.0.push(format!("{var}: {why}"));
+            parse(default).unwrap_or_default()
+        })
     }
 
     fn fail(&mut self, line: String) {
@@ -179,7 +233,7 @@ impl Checker {
     }
 }
 
-fn number<T: std::str::FromStr>(what: &'static str) -> impl FnOnce(&str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
     move |text| {
         text.trim()
             .parse()
@@ -211,84 +265,85 @@ impl Config {
     /// without it, a missing key is an error.
     pub fn from_args(args: &Args, dev_secret: Option<&[u8]>) -> Result<Config, ConfigError> {
         let mut c = Checker(Vec::new());
-        let port = c.get("PORT", &args.port, 3000u16, number("a port number"));
-        let host = c.get(
-            "HOST",
-            &args.host,
-            IpAddr::from([0, 0, 0, 0]),
-            number("an IP address"),
+        let port = c.get("PORT", &args.port, defaults::PORT, number("a port number"));
+        let host = c.get("HOST", &args.host, defaults::HOST, |t| Ok(t.trim().to_owned()));
+        let presence_enabled = c.get(
+            "PRESENCE_ENABLED",
+            &args.presence_enabled,
+            defaults::PRESENCE_ENABLED,
+            boolean,
         );
-        let presence_enabled = c.get("PRESENCE_ENABLED", &args.presence_enabled, true, boolean);
         let ttl = c.get(
             "PRESENCE_TTL",
             &args.presence_ttl,
-            Duration::from_secs(60),
+            defaults::PRESENCE_TTL,
             parse_duration,
         );
         let debounce = c.get(
             "PRESENCE_OFFLINE_DEBOUNCE",
             &args.presence_offline_debounce,
-            Duration::from_secs(5),
+            defaults::PRESENCE_OFFLINE_DEBOUNCE,
             parse_duration,
         );
         let min_interval = c.get(
             "PRESENCE_HEARTBEAT_MIN_INTERVAL",
             &args.presence_heartbeat_min_interval,
-            Duration::from_secs(25),
+            defaults::PRESENCE_HEARTBEAT_MIN_INTERVAL,
             parse_duration,
         );
         let bulk_max_ids = c.get(
             "PRESENCE_BULK_MAX_IDS",
             &args.presence_bulk_max_ids,
-            100,
+            defaults::PRESENCE_BULK_MAX_IDS,
             positive,
         );
         let ping_interval = c.get(
             "PRESENCE_PING_INTERVAL",
             &args.presence_ping_interval,
-            Duration::from_secs(30),
+            defaults::PRESENCE_PING_INTERVAL,
             parse_duration,
         );
         let ping_timeout = c.get(
             "PRESENCE_PING_TIMEOUT",
             &args.presence_ping_timeout,
-            Duration::from_secs(10),
+            defaults::PRESENCE_PING_TIMEOUT,
             parse_duration,
         );
         let max_frame_bytes = c.get(
             "PRESENCE_MAX_FRAME_BYTES",
             &args.presence_max_frame_bytes,
-            64 * 1024,
+            defaults::PRESENCE_MAX_FRAME_BYTES,
             positive,
         );
         let max_body_bytes = c.get(
             "PRESENCE_MAX_BODY_BYTES",
             &args.presence_max_body_bytes,
-            64 * 1024,
+            defaults::PRESENCE_MAX_BODY_BYTES,
             positive,
         );
         let dashboard_queue = c.get(
             "PRESENCE_DASHBOARD_QUEUE",
             &args.presence_dashboard_queue,
-            16_384,
+            defaults::PRESENCE_DASHBOARD_QUEUE,
             positive,
         );
         let max_connections = c.get(
             "PRESENCE_MAX_CONNECTIONS",
             &args.presence_max_connections,
-            100_000,
+            defaults::PRESENCE_MAX_CONNECTIONS,
             positive,
         );
         let api_auth = c.get(
             "PRESENCE_API_AUTH",
             &args.presence_api_auth,
-            true,
+            defaults::PRESENCE_API_AUTH,
             |text| match text.trim() {
                 "jwt" => Ok(true),
                 "none" => Ok(false),
                 other => Err(format!("{other:?} is not jwt or none")),
             },
         );
+        let listen = listen_address(&mut c, &host, port);
 
         if ttl.is_zero() {
             c.fail("PRESENCE_TTL: must be more than 0".into());
@@ -310,7 +365,7 @@ impl Config {
         let (verifier, secret) = keys(&mut c, args, dev_secret);
         match (c.0.is_empty(), verifier) {
             (true, Some(verifier)) => Ok(Config {
-                listen: SocketAddr::new(host, port),
+                listen,
                 presence_enabled,
                 rules: Rules {
                     ttl: millis(ttl),
@@ -334,6 +389,51 @@ impl Config {
     }
 }
 
+/// `HOST` and `PORT` as one address: an IP address as it is, a host name resolved (its first IPv4
+/// address, else its first address).
+fn listen_address(c: &mut Checker, host: &str, port: u16) -> SocketAddr {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return SocketAddr::new(ip, port);
+    }
+    let unspecified = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
+    if host.is_empty() {
+        c.fail("HOST: must not be empty".into());
+        return unspecified;
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                Some(addr) => *addr,
+                None => {
+                    c.fail(format!("HOST: {host:?} resolves to no address"));
+                    unspecified
+                }
+            }
+        }
+        Err(e) => {
+            c.fail(format!(
+                "HOST: {host:?} is not an IP address and cannot be resolved: {e}"
+            ));
+            unspecified
+        }
+    }
+}
+
+/// The URL schemes the Redis store can use.
+const REDIS_SCHEMES: [&str; 2] = ["redis", "rediss"];
+
+impl Config {
+    /// Only the token key, for commands that check tokens without serving.
+    pub fn verifier_from_args(args: &Args) -> Result<Verifier, ConfigError> {
+        let mut c = Checker(Vec::new());
+        match keys(&mut c, args, None) {
+            (Some(verifier), _) if c.0.is_empty() => Ok(verifier),
+            _ => Err(ConfigError(c.0)),
+        }
+    }
+}
+
 /// The Redis URL from `REDIS_URL`, or built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
 fn redis_url(c: &mut Checker, args: &Args) -> Option<String> {
     let (var, url) = match (
@@ -345,7 +445,7 @@ fn redis_url(c: &mut Checker, args: &Args) -> Option<String> {
         (Some(url), ..) => ("REDIS_URL", url.clone()),
         (None, None, None, None) => return None,
         (None, host, port, password) => {
-            let port = c.get("REDIS_PORT", port, 6379u16, number("a port number"));
+            let port: u16 = c.get("REDIS_PORT", port, "6379", number("a port number"));
             let host = host.as_deref().unwrap_or("127.0.0.1");
             let auth = password
                 .as_deref()
@@ -359,10 +459,22 @@ fn redis_url(c: &mut Checker, args: &Args) -> Option<String> {
             ("REDIS_HOST", format!("redis://{auth}{host}:{port}"))
         }
     };
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !scheme.is_some_and(|s| REDIS_SCHEMES.contains(&s)) {
+        c.fail(format!(
+            "{var}: {:?} is not a Redis URL: use redis://[:password@]host:port[/db], or rediss:// for TLS",
+            crate::store::redacted_url(&url)
+        ));
+        return None;
+    }
     match fred::prelude::Config::from_url(&url) {
         Ok(_) => Some(url),
         Err(e) => {
-            c.fail(format!("{var}: not a usable Redis URL: {e}"));
+            c.fail(format!(
+                "{var}: {:?} is not a usable Redis URL: {}",
+                crate::store::redacted_url(&url),
+                e.details()
+            ));
             None
         }
     }
@@ -450,6 +562,78 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_take_compound_values_and_days() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2s500ms"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for bad in ["1h30", "h", "1hh", "1h-30m", "1w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// `--help` shows the defaults, and they are what a setting left out is parsed from.
+    #[test]
+    fn every_default_parses() {
+        let c = Config::from_args(&args(|_| {}), None).expect("valid");
+        let shown = Config::from_args(
+            &args(|a| {
+                a.port = Some(defaults::PORT.into());
+                a.presence_ttl = Some(defaults::PRESENCE_TTL.into());
+                a.presence_dashboard_queue = Some(defaults::PRESENCE_DASHBOARD_QUEUE.into());
+            }),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(c.listen, shown.listen);
+        assert_eq!(c.rules, shown.rules);
+        assert_eq!(c.dashboard_queue, 16_384);
+        assert_eq!(c.max_connections, 100_000);
+    }
+
+    #[test]
+    fn host_takes_an_address_or_a_name() {
+        let named = Config::from_args(&args(|a| a.host = Some("localhost".into())), None)
+            .expect("localhost resolves");
+        assert!(named.listen.ip().is_loopback(), "{}", named.listen);
+        let v6 = Config::from_args(&args(|a| a.host = Some("::1".into())), None).expect("valid");
+        assert_eq!(v6.listen.to_string(), "[::1]:3000");
+        let err = Config::from_args(
+            &args(|a| a.host = Some("no-such-host.invalid".into())),
+            None,
+        )
+        .expect_err("unresolvable");
+        assert!(err.to_string().contains("HOST"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_does_not_cascade_into_other_errors() {
+        let err = Config::from_args(&args(|a| a.presence_ttl = Some("soon".into())), None)
+            .expect_err("invalid");
+        assert_eq!(err.0.len(), 1, "{err}");
+    }
+
+    #[test]
+    fn redis_urls_need_a_redis_scheme_and_errors_hide_the_password() {
+        for good in ["redis://127.0.0.1:6379", "rediss://:pw@cache.example.com:6380/1"] {
+            let config = Config::from_args(&args(|a| a.redis_url = Some(good.into())), None);
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+        for bad in [
+            "http://:hunter2@127.0.0.1:6379",
+            "127.0.0.1:6379",
+            "redis://:hunter2@127.0.0.1:notaport",
+        ] {
+            let err = Config::from_args(&args(|a| a.redis_url = Some(bad.into())), None)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("REDIS_URL"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

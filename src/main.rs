@@ -1,10 +1,11 @@
 //! The `presence-router` binary: parse the configuration, then serve, or mint a token.
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use presence_router::auth::{self, Role};
-use presence_router::config::{parse_duration, Args, Config};
+use presence_router::auth::{self, Identity, Role};
+use presence_router::config::{parse_duration, Args, Config, ConfigError};
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -33,38 +34,149 @@ enum Command {
         /// mobile, web or dashboard.
         #[arg(long, default_value = "mobile")]
         role: String,
-        /// How long the token is valid (e.g. 30m, 1h, 7d is not accepted: use 168h).
+        /// How long the token is valid (e.g. 30m, 1h30m, 7d).
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Verify a token with the configured key and print who it is for, or why it is refused.
+    Checktoken {
+        /// The token (a JWT).
+        token: String,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit code of a configuration or usage error (as clap's own).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if cli.args.jwt_secret.is_none() {
         cli.args.jwt_secret = std::env::var("SECRET_KEY").ok();
     }
-    match cli.command {
+    let result = match cli.command {
         Some(Command::Token { user, role, ttl }) => mint(&cli.args, &user, &role, &ttl),
-        None => serve(cli.args, cli.dev),
-    }
+        Some(Command::Checktoken { token }) => check_token(&cli.args, &token),
+        None => serve(cli.args, cli.dev).map(|()| ExitCode::SUCCESS),
+    };
+    // Printed by hand: anyhow's Debug form adds a backtrace whenever RUST_BACKTRACE is set.
+    result.unwrap_or_else(|error| {
+        eprintln!("presence-router: {error:#}");
+        if error.downcast_ref::<ConfigError>().is_some() {
+            ExitCode::from(EXIT_CONFIG)
+        } else {
+            ExitCode::FAILURE
+        }
+    })
 }
 
-fn mint(args: &Args, user: &str, role: &str, ttl: &str) -> anyhow::Result<()> {
+fn usage(line: String) -> anyhow::Error {
+    ConfigError(vec![line]).into()
+}
+
+fn mint(args: &Args, user: &str, role: &str, ttl: &str) -> anyhow::Result<ExitCode> {
     let Some(secret) = &args.jwt_secret else {
-        bail!("JWT_SECRET: set it (or SECRET_KEY) to mint tokens; RS256/ES256 tokens come from whoever holds the private key");
+        return Err(usage("JWT_SECRET: set it (or SECRET_KEY) to mint tokens; RS256/ES256 tokens come from whoever holds the private key".into()));
     };
     let role = Role::parse(role)
-        .with_context(|| format!("--role: {role:?} is not mobile, web or dashboard"))?;
-    let ttl = parse_duration(ttl).map_err(|why| anyhow::anyhow!("--ttl: {why}"))?;
+        .ok_or_else(|| usage(format!("--role: {role:?} is not mobile, web or dashboard")))?;
+    let ttl = parse_duration(ttl).map_err(|why| usage(format!("--ttl: {why}")))?;
     println!(
         "{}",
         auth::mint(secret.as_bytes(), user, role, ttl, auth::now_secs())?
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the identity `token` yields with the configured key (exit 0), or the reason it is
+/// refused (exit 1).
+fn check_token(args: &Args, token: &str) -> anyhow::Result<ExitCode> {
+    let verifier = Config::verifier_from_args(args)?;
+    let now = auth::now_secs();
+    match verifier.verify(token.trim(), now) {
+        Ok(identity) => {
+            print!("{}", describe(&identity, now));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("refused: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The identity as `checktoken` prints it, one field a line.
+fn describe(identity: &Identity, now: u64) -> String {
+    let groups = match &identity.groups {
+        None => "- (no channelIds claim: not limited to groups)".to_owned(),
+        Some(groups) if groups.is_empty() => "none (an empty channelIds claim)".to_owned(),
+        Some(groups) => groups.join(", "),
+    };
+    let expires = match identity.expires_at {
+        None => "never (no exp claim)".to_owned(),
+        Some(at) => format!(
+            "{} (in {})",
+            utc(at),
+            compact(Duration::from_secs(at.saturating_sub(now)))
+        ),
+    };
+    format!(
+        "valid token\nuser     {}\nrole     {}\ntenant   {}\ngroups   {groups}\nexpires  {expires}\n",
+        identity.user_id,
+        identity.role.as_str(),
+        identity.tenant.as_deref().unwrap_or("-"),
+    )
+}
+
+/// `2026-12-01T21:05:09Z` for seconds since the epoch (the civil calendar of Howard Hinnant's
+/// `civil_from_days`).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// `1d 2h 3m 4s`, leaving out the zero parts (`0s` for nothing).
+fn compact(d: Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let text: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".to_owned()
+    } else {
+        text.join(" ")
+    }
 }
 
 fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
+    // Checked before logging starts, so that a bad setting is one clean message.
+    let no_key = args.jwt_secret.is_none()
+        && args.jwt_public_key_file.is_none()
+        && args.jwt_jwks_file.is_none();
+    let dev_secret = (dev && no_key).then(random_secret).transpose()?;
+    let config = Config::from_args(&args, dev_secret.as_deref().map(str::as_bytes))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -73,11 +185,6 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let no_key = args.jwt_secret.is_none()
-        && args.jwt_public_key_file.is_none()
-        && args.jwt_jwks_file.is_none();
-    let dev_secret = (dev && no_key).then(random_secret).transpose()?;
-    let config = Config::from_args(&args, dev_secret.as_deref().map(str::as_bytes))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -24,10 +24,7 @@ fn hs(alg: Algorithm, claims: Value) -> String {
 }
 
 fn identity(user: &str, role: Role) -> Identity {
-    Identity {
-        user_id: user.into(),
-        role,
-    }
+    Identity::user(user.into(), role)
 }
 
 #[test]
@@ -75,6 +72,31 @@ fn exp_and_nbf_are_checked_when_present() {
         json!({"uid": "a", "exp": NOW + 60, "nbf": NOW - 60}),
     );
     assert!(v.verify(&fine, NOW).is_ok());
+}
+
+/// `tenant` and `channelIds` (numbers or strings, kept as text) and `exp` reach the identity.
+#[test]
+fn tenant_groups_and_expiry_are_read_from_the_claims() {
+    let v = Verifier::hmac(b"secret");
+    let token = hs(
+        Algorithm::HS256,
+        json!({"uid": "a", "tenant": 7, "channelIds": [18, "night-shift"], "exp": NOW + 60}),
+    );
+    let who = v.verify(&token, NOW).expect("valid");
+    assert_eq!(who.tenant.as_deref(), Some("7"));
+    let groups: Vec<&str> = who.groups.iter().flat_map(|g| g.iter()).map(|g| &**g).collect();
+    assert_eq!(groups, ["18", "night-shift"]);
+    assert_eq!(who.expires_at, Some(NOW + 60));
+    for (claims, claim) in [
+        (json!({"uid": "a", "channelIds": "18"}), "channelIds"),
+        (json!({"uid": "a", "channelIds": [{"id": 1}]}), "channelIds"),
+        (json!({"uid": "a", "tenant": ["x"]}), "tenant"),
+    ] {
+        match v.verify(&hs(Algorithm::HS256, claims), NOW) {
+            Err(AuthError::BadClaim(name, _)) => assert_eq!(name, claim),
+            other => panic!("{claim}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health` and `/metrics`.
+//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health`, `/ready` and
+//! `/metrics`.
 //!
 //! Every response carries `Access-Control-Allow-Origin: *`; `OPTIONS` on any route is a 204
 //! preflight answer. Errors are JSON bodies `{"error": ...}`.
@@ -14,7 +15,7 @@ use crate::store::{PresenceStore, StoreHealth};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -49,13 +50,29 @@ pub async fn handle<S: PresenceStore>(
         }
         (&Method::POST, "/api/presence/status") => bulk_status(&ctx, req).await,
         (&Method::GET, "/health") => health(&ctx),
+        (&Method::GET, "/ready") => ready(&ctx),
         (&Method::GET, "/metrics") => text(ctx.metrics.render()),
-        (_, "/api/presence/status" | "/health" | "/metrics") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-        }
-        _ => error(StatusCode::NOT_FOUND, "Not found"),
+        _ => match allowed_methods(path) {
+            Some(allow) => {
+                let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+                reply
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+                reply
+            }
+            None => error(StatusCode::NOT_FOUND, "Not found"),
+        },
     };
     Ok(with_cors(reply))
+}
+
+/// The methods a route answers (its `Allow` header on a 405); `None` for an unknown path.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/presence/status" => Some("POST, OPTIONS"),
+        "/" | "/ws" | "/health" | "/ready" | "/metrics" => Some("GET, OPTIONS"),
+        _ => None,
+    }
 }
 
 fn with_cors(mut reply: Reply) -> Reply {
@@ -114,10 +131,11 @@ fn text(body: String) -> Reply {
     reply
 }
 
+/// Liveness: 200 while the process serves, whatever the store's state (which it reports).
 fn health<S: PresenceStore>(ctx: &Context<S>) -> Reply {
     let status = match ctx.store.health() {
         StoreHealth::Ok => "ok",
-        StoreHealth::Degraded => "degraded",
+        StoreHealth::Degraded(_) => "degraded",
     };
     json_reply(
         StatusCode::OK,
@@ -128,6 +146,20 @@ fn health<S: PresenceStore>(ctx: &Context<S>) -> Reply {
             "connections": ctx.metrics.connections(),
         }),
     )
+}
+
+/// Readiness: 200 while the store is usable, 503 with the reason while it is not.
+fn ready<S: PresenceStore>(ctx: &Context<S>) -> Reply {
+    match ctx.store.health() {
+        StoreHealth::Ok => json_reply(
+            StatusCode::OK,
+            &json!({ "status": "ready", "store": ctx.store.kind() }),
+        ),
+        StoreHealth::Degraded(reason) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not_ready", "store": ctx.store.kind(), "reason": reason }),
+        ),
+    }
 }
 
 /// Checks the upgrade and the token, answers 101 and hands the socket to a session.
@@ -214,19 +246,26 @@ fn verify<S>(ctx: &Context<S>, token: Option<&str>) -> Result<Identity, auth::Au
     ctx.config.verifier.verify(token, auth::now_secs())
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
+    let header = header.ok_or(auth::AuthError::Missing)?;
+    let value = header.to_str().map_err(|_| auth::AuthError::NotBearer)?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(auth::AuthError::NotBearer);
+    }
+    match token.trim() {
+        "" => Err(auth::AuthError::Missing),
+        token => Ok(token),
+    }
+}
+
 /// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
 async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
     if ctx.config.api_auth {
-        let token = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        if let Err(why) = verify(ctx, token) {
+        let checked = bearer(req.headers().get(AUTHORIZATION))
+            .and_then(|token| verify(ctx, Some(token)));
+        if let Err(why) = checked {
             return unauthorized(&why.to_string());
         }
     }

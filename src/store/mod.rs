@@ -7,7 +7,7 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{Drain, RedisStore};
+pub use redis::{redacted_url, Drain, RedisStore};
 
 use crate::presence::{ConnId, Millis, Update, UserView};
 use bytes::Bytes;
@@ -82,13 +82,13 @@ pub struct Snapshot {
     pub users: Vec<UserView>,
 }
 
-/// How the store is doing, for `/health`.
+/// How the store is doing, for `/health` and `/ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreHealth {
     /// Working.
     Ok,
-    /// Reachable only in part; presence may be stale.
-    Degraded,
+    /// Reachable only in part; presence may be stale. The reason is safe to show to anyone.
+    Degraded(&'static str),
 }
 
 /// A store operation that failed.

@@ -58,6 +58,9 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// serves anyway, degraded: long enough for a busy Redis, short enough for one that is down.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// While Redis stays unreachable for the same cause, it is logged again this often.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,6 +90,8 @@ pub struct RedisStore {
 }
 
 struct Shared {
+    /// Where Redis is, without the password: what the logs name.
+    address: String,
     client: fred::prelude::Client,
     subscriber: fred::clients::SubscriberClient,
     scripts: Scripts,
@@ -138,8 +143,8 @@ impl RedisStore {
         feed_capacity: usize,
         shutdown: CancellationToken,
     ) -> Result<(RedisStore, Drain), StoreError> {
-        let config =
-            FredConfig::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let config = FredConfig::from_url(url)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", redacted_url(url))))?;
         let db = config.database.unwrap_or(0);
         let mut builder = Builder::from_config(config);
         builder
@@ -161,6 +166,7 @@ impl RedisStore {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let shared = Arc::new(Shared {
+            address: redacted_url(url),
             client,
             subscriber,
             scripts: Scripts::new(),
@@ -202,11 +208,16 @@ impl Shared {
         format!("{}:{conn}", self.router_id)
     }
 
-    fn healthy(&self) -> bool {
-        self.client.is_connected()
-            && self.subscriber.is_connected()
-            && self.subscribed.load(Ordering::Relaxed)
-            && !self.writes_failing.load(Ordering::Relaxed)
+    fn health(&self) -> StoreHealth {
+        if !self.client.is_connected() {
+            StoreHealth::Degraded("Redis is not connected")
+        } else if !self.subscriber.is_connected() || !self.subscribed.load(Ordering::Relaxed) {
+            StoreHealth::Degraded("not subscribed to presence updates on Redis")
+        } else if self.writes_failing.load(Ordering::Relaxed) {
+            StoreHealth::Degraded("presence writes to Redis are failing")
+        } else {
+            StoreHealth::Ok
+        }
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
@@ -219,6 +230,23 @@ impl Shared {
             Write::Rebuild { device } => self.live().contains_key(&device.conn),
             _ => true,
         }
+    }
+}
+
+/// `url` with its password replaced by `***`, for logs and error messages.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -303,11 +331,7 @@ impl PresenceStore for RedisStore {
     }
 
     fn health(&self) -> StoreHealth {
-        if self.shared.healthy() {
-            StoreHealth::Ok
-        } else {
-            StoreHealth::Degraded
-        }
+        self.shared.health()
     }
 
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {

@@ -2,6 +2,7 @@
 
 use super::{
     Shared, Write, MAX_BATCH, MAX_PENDING, RETRY_MAX, RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT,
+    UNREACHABLE_LOG_INTERVAL,
 };
 use crate::presence::{Status, Update};
 use crate::store::{FeedEvent, Published};
@@ -34,6 +35,7 @@ pub(super) async fn spawn(
     // Subscribe to (re)connections before connecting: the first connection counts as one.
     let mut client_up = shared.client.reconnect_rx();
     let mut subscriber_up = shared.subscriber.reconnect_rx();
+    tokio::spawn(report_connection(shared.clone(), shutdown.clone()));
     // The connection tasks run (and reconnect) on their own; their handles are not needed.
     drop(shared.client.connect());
     drop(shared.subscriber.connect());
@@ -46,21 +48,73 @@ pub(super) async fn spawn(
         shared.subscriber.wait_for_connect().await?;
         shared.subscriber.subscribe(channels(db)).await
     };
-    if matches!(
-        tokio::time::timeout(super::READY_TIMEOUT, ready).await,
-        Ok(Ok(()))
-    ) {
-        // Those first connections are handled: the tasks wait for the next ones.
-        shared.subscribed.store(true, Ordering::Relaxed);
-        while client_up.try_recv().is_ok() {}
-        while subscriber_up.try_recv().is_ok() {}
-    } else {
-        warn!("Redis is not reachable yet; presence is degraded until it is");
+    match tokio::time::timeout(super::READY_TIMEOUT, ready).await {
+        Ok(Ok(())) => {
+            // Those first connections are handled: the tasks wait for the next ones.
+            shared.subscribed.store(true, Ordering::Relaxed);
+            while client_up.try_recv().is_ok() {}
+            while subscriber_up.try_recv().is_ok() {}
+        }
+        Ok(Err(error)) => warn!(
+            redis = %shared.address,
+            cause = %error,
+            "Redis is not ready; serving with presence degraded until it is"
+        ),
+        Err(_) => warn!(
+            redis = %shared.address,
+            cause = "no answer within 10 s",
+            "Redis is not ready; serving with presence degraded until it is"
+        ),
     }
     tokio::spawn(rebuild(shared.clone(), client_up, shutdown.clone()));
     tokio::spawn(listen(shared.clone(), subscriber_up, db, shutdown.clone()));
     tokio::spawn(sweep(shared.clone(), shutdown));
     tokio::spawn(write(shared.clone(), queue, finish))
+}
+
+/// Logs the main connection's life: each loss and each failure to reach Redis at WARN with the
+/// cause (the same cause again at most every [`UNREACHABLE_LOG_INTERVAL`]), each (re)connection
+/// at INFO.
+async fn report_connection(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut errors = shared.client.error_rx();
+    let mut up = shared.client.reconnect_rx();
+    let mut connected = false;
+    let mut last_warned: Option<(String, tokio::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = up.recv() => match event {
+                Ok(_) => {
+                    if last_warned.take().is_some() {
+                        info!(redis = %shared.address, "Redis is reachable again");
+                    } else {
+                        info!(redis = %shared.address, "connected to Redis");
+                    }
+                    connected = true;
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            event = errors.recv() => match event {
+                Ok((error, _)) => {
+                    let cause = error.to_string();
+                    if std::mem::take(&mut connected) {
+                        warn!(redis = %shared.address, %cause, "lost the connection to Redis; reconnecting");
+                    } else if last_warned.as_ref().is_some_and(|(last, at)| {
+                        *last == cause && at.elapsed() < UNREACHABLE_LOG_INTERVAL
+                    }) {
+                        debug!(redis = %shared.address, %cause, "Redis still unreachable");
+                        continue;
+                    } else {
+                        warn!(redis = %shared.address, %cause, "cannot reach Redis; retrying");
+                    }
+                    last_warned = Some((cause, tokio::time::Instant::now()));
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// Each time the main connection comes up: load the scripts, ask for expiry notifications and
