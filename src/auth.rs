@@ -302,7 +302,10 @@ fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
         Some(value) => Some(
             id_text(value)
                 .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES)
-                .ok_or(AuthError::BadClaim("tenant", "must be a string or a number"))?
+                .ok_or(AuthError::BadClaim(
+                    "tenant",
+                    "must be a string or a number",
+                ))?
                 .into(),
         ),
     };

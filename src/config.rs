@@ -266,7 +266,9 @@ impl Config {
     pub fn from_args(args: &Args, dev_secret: Option<&[u8]>) -> Result<Config, ConfigError> {
         let mut c = Checker(Vec::new());
         let port = c.get("PORT", &args.port, defaults::PORT, number("a port number"));
-        let host = c.get("HOST", &args.host, defaults::HOST, |t| Ok(t.trim().to_owned()));
+        let host = c.get("HOST", &args.host, defaults::HOST, |t| {
+            Ok(t.trim().to_owned())
+        });
         let presence_enabled = c.get(
             "PRESENCE_ENABLED",
             &args.presence_enabled,
@@ -619,7 +621,10 @@ mod tests {
 
     #[test]
     fn redis_urls_need_a_redis_scheme_and_errors_hide_the_password() {
-        for good in ["redis://127.0.0.1:6379", "rediss://:pw@cache.example.com:6380/1"] {
+        for good in [
+            "redis://127.0.0.1:6379",
+            "rediss://:pw@cache.example.com:6380/1",
+        ] {
             let config = Config::from_args(&args(|a| a.redis_url = Some(good.into())), None);
             assert!(config.is_ok(), "{good}: {config:?}");
         }

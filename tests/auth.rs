@@ -84,7 +84,12 @@ fn tenant_groups_and_expiry_are_read_from_the_claims() {
     );
     let who = v.verify(&token, NOW).expect("valid");
     assert_eq!(who.tenant.as_deref(), Some("7"));
-    let groups: Vec<&str> = who.groups.iter().flat_map(|g| g.iter()).map(|g| &**g).collect();
+    let groups: Vec<&str> = who
+        .groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|g| &**g)
+        .collect();
     assert_eq!(groups, ["18", "night-shift"]);
     assert_eq!(who.expires_at, Some(NOW + 60));
     for (claims, claim) in [

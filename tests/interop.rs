@@ -11,16 +11,14 @@
 
 mod common;
 
-use common::binary::{router, serve};
-use common::{strict, token, SECRET};
+use common::{strict, token, RouterProcess};
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::sync::OnceLock;
+use std::thread;
 use std::time::Duration;
 
 /// Longest a client script may take; it times itself out before this.
@@ -108,60 +106,6 @@ fn npm_packages() {
     }
 }
 
-/// The router binary on a loopback port, with its log collected; killed on drop.
-struct RouterProcess {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-    drain: Option<JoinHandle<()>>,
-}
-
-impl RouterProcess {
-    /// Offline at once and every heartbeat written, so each step shows at once.
-    fn start() -> RouterProcess {
-        let (child, addr, stderr) = serve(
-            router()
-                .env("JWT_SECRET", SECRET)
-                .env("PRESENCE_OFFLINE_DEBOUNCE", "0")
-                .env("PRESENCE_HEARTBEAT_MIN_INTERVAL", "0"),
-        );
-        let log = Arc::new(Mutex::new(String::new()));
-        let drain = Some(thread::spawn({
-            let log = log.clone();
-            move || collect(stderr, &log)
-        }));
-        RouterProcess {
-            child,
-            addr,
-            log,
-            drain,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-fn collect(stderr: BufReader<ChildStderr>, log: &Mutex<String>) {
-    for line in stderr.lines().map_while(Result::ok) {
-        if let Ok(mut log) = log.lock() {
-            log.push_str(&line);
-            log.push('\n');
-        }
-    }
-}
-
-impl Drop for RouterProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(drain) = self.drain.take() {
-            let _ = drain.join();
-        }
-    }
-}
-
 /// What one client script printed, step by step, and the tokens it was given.
 struct Transcript {
     steps: Vec<Json>,
@@ -194,7 +138,11 @@ impl Transcript {
 /// Runs `protocol/interop/client.js <flavour>` against a fresh router binary.
 fn run_client(flavour: &str) -> Transcript {
     npm_packages();
-    let router = RouterProcess::start();
+    // Offline at once and every heartbeat written, so each step shows at once.
+    let mut router = RouterProcess::start(&[
+        ("PRESENCE_OFFLINE_DEBOUNCE", "0"),
+        ("PRESENCE_HEARTBEAT_MIN_INTERVAL", "0"),
+    ]);
     let script = protocol_dir().join("interop").join("client.js");
     let mobile_token = token("driver-1", Role::Mobile);
     let dashboard_token = token("dispatcher-1", Role::Dashboard);
@@ -217,7 +165,7 @@ fn run_client(flavour: &str) -> Transcript {
         "node exited with {}\n--- stdout\n{stdout}--- stderr\n{}--- router log\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
-        router.log()
+        router.log.text()
     );
     let steps: Vec<Json> = stdout
         .lines()

@@ -263,8 +263,8 @@ fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
 /// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
 async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
     if ctx.config.api_auth {
-        let checked = bearer(req.headers().get(AUTHORIZATION))
-            .and_then(|token| verify(ctx, Some(token)));
+        let checked =
+            bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token)));
         if let Err(why) = checked {
             return unauthorized(&why.to_string());
         }

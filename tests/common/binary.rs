@@ -1,7 +1,9 @@
-//! The real `presence-router` binary, started the way an operator would.
+//! The real `presence-router` binary, started the way an operator would, and its log.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 /// The binary with an empty environment but for `RUST_LOG=info`.
 pub fn router() -> Command {
@@ -10,9 +12,63 @@ pub fn router() -> Command {
     command
 }
 
+/// A process's stderr, line by line, read by a thread of its own (so the process never blocks
+/// on a full pipe).
+pub struct Log {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    /// Starts reading `stream`.
+    pub fn read(stream: impl Read + Send + 'static) -> Log {
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Log {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line from now on that `wanted` accepts, waiting at most `limit`; `None` when
+    /// none came in time or the process closed its stderr.
+    pub fn wait_for(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Every line read so far, and whatever has arrived meanwhile.
+    pub fn text(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+/// How long the binary may take to start listening.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
 /// Starts the binary on a free loopback port and returns it with the address it logged
-/// (`address=IP:PORT`) and the rest of its log.
-pub fn serve(command: &mut Command) -> (Child, String, BufReader<ChildStderr>) {
+/// (`address=IP:PORT`) and its log (which still holds the lines before that one).
+pub fn serve(command: &mut Command) -> (Child, String, Log) {
     let mut child = command
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
@@ -21,24 +77,53 @@ pub fn serve(command: &mut Command) -> (Child, String, BufReader<ChildStderr>) {
         .spawn()
         .expect("spawn");
     let Some(stderr) = child.stderr.take() else {
-        let _ = child.wait();
+        let _ = child.kill();
         panic!("stderr was piped");
     };
-    let mut stderr = BufReader::new(stderr);
-    let mut line = String::new();
+    let mut log = Log::read(stderr);
+    let Some(line) = log.wait_for(START_LIMIT, |l| l.contains("address=")) else {
+        let _ = child.kill();
+        panic!("the router did not listen:\n{}", log.text());
+    };
+    let addr = line
+        .split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    (child, addr, log)
+}
+
+/// A blocking `GET path` to `addr`: the status and the body.
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read reply");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (status, body.to_owned())
+}
+
+/// Asks `GET path` until its status is `status`, for at most `limit`; the last reply.
+pub fn get_until(addr: &str, path: &str, status: u16, limit: Duration) -> (u16, String) {
+    let deadline = Instant::now() + limit;
     loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("read log") > 0,
-            "exited before listening"
-        );
-        if let Some(rest) = line.split("address=").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            return (child, addr, stderr);
+        let reply = get(addr, path);
+        if reply.0 == status || Instant::now() >= deadline {
+            return reply;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

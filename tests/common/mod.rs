@@ -99,10 +99,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one with no persistence and `extra` arguments (e.g. `--notify-keyspace-events Kg`).
     pub fn start(extra: &[&str]) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        RedisServer::start_on(free_port(), extra)
+    }
+
+    /// The same on `port`.
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         let mut args: Vec<String> = [
             "--port",
             &port.to_string(),
@@ -149,7 +150,10 @@ impl RedisServer {
             .expect("redis-server starts");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + PATIENCE;
-        while self.command(&["PING"]).as_deref() != Some("PONG") {
+        // With `--requirepass`, a refused PING also says it is up.
+        let up =
+            |reply: Option<String>| reply.is_some_and(|r| r == "PONG" || r.starts_with("-NOAUTH"));
+        while !up(self.command(&["PING"])) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "redis-server did not come up"
@@ -187,8 +191,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// A loopback port nothing listens on (free when asked).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The redis-server binary, installed from the distribution when missing and possible.
-fn redis_server() -> &'static str {
+pub fn redis_server() -> &'static str {
     static FOUND: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     FOUND.get_or_init(|| {
         let present = || std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -214,6 +226,7 @@ fn redis_server() -> &'static str {
 pub struct RouterProcess {
     pub addr: String,
     pub child: std::process::Child,
+    pub log: binary::Log,
 }
 
 impl RouterProcess {
@@ -222,12 +235,7 @@ impl RouterProcess {
         let mut command = binary::router();
         command.env("JWT_SECRET", SECRET).envs(envs.iter().copied());
         let (child, addr, log) = binary::serve(&mut command);
-        // Keep draining its log so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            log.lines().map_while(Result::ok).for_each(drop);
-        });
-        RouterProcess { addr, child }
+        RouterProcess { addr, child, log }
     }
 
     /// Kills it without any shutdown: its sockets vanish, nothing is cleaned up.

@@ -143,9 +143,11 @@ impl RedisStore {
         feed_capacity: usize,
         shutdown: CancellationToken,
     ) -> Result<(RedisStore, Drain), StoreError> {
-        let config = FredConfig::from_url(url)
+        let mut config = FredConfig::from_url(url)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", redacted_url(url))))?;
         let db = config.database.unwrap_or(0);
+        // A Redis that is down at start is retried like one lost later (fred's default gives up).
+        config.fail_fast = false;
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {

@@ -35,7 +35,13 @@ pub(super) async fn spawn(
     // Subscribe to (re)connections before connecting: the first connection counts as one.
     let mut client_up = shared.client.reconnect_rx();
     let mut subscriber_up = shared.subscriber.reconnect_rx();
-    tokio::spawn(report_connection(shared.clone(), shutdown.clone()));
+    let mut errors = shared.client.error_rx();
+    tokio::spawn(report_connection(
+        shared.clone(),
+        shared.client.error_rx(),
+        shared.client.reconnect_rx(),
+        shutdown.clone(),
+    ));
     // The connection tasks run (and reconnect) on their own; their handles are not needed.
     drop(shared.client.connect());
     drop(shared.subscriber.connect());
@@ -48,7 +54,19 @@ pub(super) async fn spawn(
         shared.subscriber.wait_for_connect().await?;
         shared.subscriber.subscribe(channels(db)).await
     };
-    match tokio::time::timeout(super::READY_TIMEOUT, ready).await {
+    // A connection that fails (refused, TLS, password) ends the wait at once: the router serves
+    // degraded and the tasks below finish the set-up when Redis comes.
+    let failed = async move {
+        match errors.recv().await {
+            Ok((error, _)) => error,
+            Err(_) => fred::error::Error::new_canceled(),
+        }
+    };
+    let outcome = tokio::select! {
+        ready = tokio::time::timeout(super::READY_TIMEOUT, ready) => ready,
+        error = failed => Ok(Err(error)),
+    };
+    match outcome {
         Ok(Ok(())) => {
             // Those first connections are handled: the tasks wait for the next ones.
             shared.subscribed.store(true, Ordering::Relaxed);
@@ -75,9 +93,15 @@ pub(super) async fn spawn(
 /// Logs the main connection's life: each loss and each failure to reach Redis at WARN with the
 /// cause (the same cause again at most every [`UNREACHABLE_LOG_INTERVAL`]), each (re)connection
 /// at INFO.
-async fn report_connection(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut errors = shared.client.error_rx();
-    let mut up = shared.client.reconnect_rx();
+async fn report_connection(
+    shared: Arc<Shared>,
+    mut errors: tokio::sync::broadcast::Receiver<(
+        fred::error::Error,
+        Option<fred::types::config::Server>,
+    )>,
+    mut up: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    shutdown: CancellationToken,
+) {
     let mut connected = false;
     let mut last_warned: Option<(String, tokio::time::Instant)> = None;
     loop {
