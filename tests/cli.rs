@@ -35,6 +35,127 @@ fn token_mints_a_verifiable_token() {
     assert_eq!((who.user_id.as_ref(), who.role), ("driver-7", Role::Web));
 }
 
+/// `--ttl` takes compound durations and days.
+#[test]
+fn token_ttls_take_days_and_compound_durations() {
+    for (ttl, secs) in [("7d", 7 * 86_400), ("1h30m", 5_400)] {
+        let out = output(
+            router()
+                .env("JWT_SECRET", "cli-secret")
+                .args(["token", "--user", "u", "--ttl", ttl]),
+        );
+        assert!(
+            out.status.success(),
+            "{ttl}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).expect("utf8");
+        let now = auth::now_secs();
+        let expires = Verifier::hmac(b"cli-secret")
+            .verify(token.trim(), now)
+            .expect("valid")
+            .expires_at
+            .expect("exp");
+        assert!(expires.abs_diff(now + secs) <= 2, "{ttl}: {expires}");
+    }
+}
+
+/// `checktoken` prints the identity a token yields with the configured key, or why it is
+/// refused; without a key it is a configuration error.
+#[test]
+fn checktoken_prints_the_identity_or_the_reason() {
+    let claims = serde_json::json!({
+        "uid": "driver-9", "role": "dashboard", "tenant": "acme", "channelIds": [18, "night"],
+        "exp": auth::now_secs() + 3_600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"cli-secret"),
+    )
+    .expect("sign");
+    let out = output(
+        router()
+            .env("JWT_SECRET", "cli-secret")
+            .args(["checktoken", &token]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "user     driver-9",
+        "role     dashboard",
+        "tenant   acme",
+        "groups   18, night",
+        "Z (in 1h)",
+    ] {
+        assert!(stdout.contains(field), "{field} missing from:\n{stdout}");
+    }
+
+    let out = output(
+        router()
+            .env("JWT_SECRET", "another-secret")
+            .args(["checktoken", &token]),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "refused: invalid token signature"
+    );
+
+    let out = output(router().args(["checktoken", &token]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+}
+
+/// A configuration error is a short message and exit code 2, even with `RUST_BACKTRACE` set.
+#[test]
+fn config_errors_are_clean_messages_with_exit_code_2() {
+    let out = output(
+        router()
+            .env("RUST_BACKTRACE", "1")
+            .env("JWT_SECRET", "s")
+            .env("PRESENCE_TTL", "soon"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "presence-router: invalid configuration:\n  PRESENCE_TTL: \"soon\" is not a duration (use 500ms, 5s, 2m, 1h30m, 7d or seconds)"
+    );
+}
+
+/// A Redis URL that cannot work stops the start, named by its variable, without its password.
+#[test]
+fn an_unusable_redis_url_stops_the_start() {
+    for url in [
+        "http://:hunter2@127.0.0.1:6379",
+        "redis://:hunter2@127.0.0.1:port",
+    ] {
+        let out = output(router().env("JWT_SECRET", "s").env("REDIS_URL", url));
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("REDIS_URL"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
+/// `--help` shows each setting's variable and default.
+#[test]
+fn help_shows_the_defaults() {
+    let out = output(router().arg("--help"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for shown in [
+        "[env: PRESENCE_TTL=] [default: 60s]",
+        "[env: PORT=] [default: 3000]",
+    ] {
+        assert!(help.contains(shown), "{shown} missing from:\n{help}");
+    }
+}
+
 #[test]
 fn bad_values_stop_the_start_naming_each_variable() {
     let out = output(
@@ -91,7 +212,7 @@ fn dev_mode_prints_ready_tokens_and_a_curl_line() {
 /// SIGTERM closes every socket with 1001 and the process exits cleanly.
 #[tokio::test]
 async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
-    let (mut child, addr, _stderr) = serve(router().env("JWT_SECRET", common::SECRET));
+    let (mut child, addr, _log) = serve(router().env("JWT_SECRET", common::SECRET));
     let url = format!(
         "ws://{addr}/ws?token={}",
         common::token("driver-1", Role::Mobile)

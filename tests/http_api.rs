@@ -53,6 +53,44 @@ async fn bulk_status_has_the_documented_shape() {
     router.stop().await;
 }
 
+/// An `Authorization` header of another scheme is told what is expected; the scheme's case
+/// does not matter.
+#[tokio::test]
+async fn the_bulk_api_wants_a_bearer_token() {
+    let router = Router::start(|_| {}).await;
+    let body = r#"{"userIds":["a"]}"#;
+    let head = |auth: &str| {
+        format!(
+            "POST /api/presence/status HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: {auth}",
+            body.len()
+        )
+    };
+    let basic = http_raw(
+        &router,
+        &head("Basic ZGlzcGF0Y2hlcjpwdw=="),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(basic.status, 401);
+    assert_eq!(
+        basic.json()["reason"],
+        r#"the Authorization header must be "Bearer <token>""#
+    );
+    let bare = http_raw(&router, &head(&dashboard_token()), body.as_bytes()).await;
+    assert_eq!(bare.status, 401);
+    assert!(bare.json()["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("Bearer")));
+    let shouting = http_raw(
+        &router,
+        &head(&format!("BEARER {}", dashboard_token())),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(shouting.status, 200, "{}", shouting.body);
+    router.stop().await;
+}
+
 /// Each refusal, in the documented order of checks, with a JSON body.
 #[tokio::test]
 async fn bulk_status_refuses_bad_requests_with_json_errors() {
@@ -173,7 +211,8 @@ async fn options_is_a_cors_preflight_on_every_route() {
     router.stop().await;
 }
 
-/// Health says ok, the store and the live connections; metrics are Prometheus text.
+/// Health says ok, the store and the live connections; the embedded store is always ready;
+/// metrics are Prometheus text.
 #[tokio::test]
 async fn health_and_metrics() {
     let router = Router::start(|_| {}).await;
@@ -188,6 +227,10 @@ async fn health_and_metrics() {
     assert_eq!(body["store"], "memory");
     assert_eq!(body["connections"], 2);
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+
+    let ready = http_raw(&router, "GET /ready HTTP/1.1", b"").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "ready");
 
     let metrics = http_raw(&router, "GET /metrics HTTP/1.1", b"").await;
     assert_eq!(metrics.status, 200);
@@ -207,8 +250,16 @@ async fn unknown_routes_and_methods() {
         (missing.status, missing.json()["error"].as_str()),
         (404, Some("Not found"))
     );
-    let wrong = http_raw(&router, "GET /api/presence/status HTTP/1.1", b"").await;
-    assert_eq!(wrong.status, 405);
+    for (head, allow) in [
+        ("GET /api/presence/status HTTP/1.1", "POST, OPTIONS"),
+        ("POST /health HTTP/1.1\r\nContent-Length: 0", "GET, OPTIONS"),
+        ("DELETE /ready HTTP/1.1", "GET, OPTIONS"),
+        ("POST /ws HTTP/1.1\r\nContent-Length: 0", "GET, OPTIONS"),
+    ] {
+        let wrong = http_raw(&router, head, b"").await;
+        assert_eq!(wrong.status, 405, "{head}");
+        assert_eq!(wrong.header("allow").as_deref(), Some(allow), "{head}");
+    }
     let plain = http_raw(&router, "GET /ws HTTP/1.1", b"").await;
     assert_eq!(plain.status, 426);
     router.stop().await;
