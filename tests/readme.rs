@@ -60,9 +60,30 @@ fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// Set by `cargo test` for the test itself, never in a newcomer's shell.
+fn set_by_cargo_test(name: &str) -> bool {
+    name == "CARGO"
+        || name == "OUT_DIR"
+        || [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
 /// A command run in the repository, like a newcomer in a fresh clone, on a free port.
 fn in_repo(program: &str, port: u16) -> Command {
     let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_test) {
+            command.env_remove(name);
+        }
+    }
     command
         .current_dir(root())
         .env("HOST", "127.0.0.1")
