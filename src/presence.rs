@@ -40,7 +40,8 @@ pub struct Update {
     pub user_id: Arc<str>,
     /// The new status.
     pub status: Status,
-    /// Increases by one with every change of this user's status.
+    /// Grows with every change of this user's status, and never goes backwards, also across
+    /// restarts and lost store data: see [`next_version`].
     pub version: u64,
     /// Last heartbeat or connect while online; the moment they went offline.
     pub last_seen: Millis,
@@ -48,6 +49,14 @@ pub struct Update {
     pub device_id: Option<Arc<str>>,
     /// When the change was decided.
     pub timestamp: Millis,
+}
+
+/// The version of a user's next change: above the previous one, and at least the time of the
+/// change in milliseconds. A store that lost a user's record (a restart, an emptied Redis)
+/// starts them again from the clock, above any version they had before, so a dashboard that
+/// keeps the highest version it saw never drops the updates that follow.
+pub fn next_version(previous: u64, at: Millis) -> u64 {
+    previous.saturating_add(1).max(at)
 }
 
 /// What is known of one user right now.
@@ -120,7 +129,7 @@ impl User {
 
     fn transition(&mut self, user_id: &Arc<str>, status: Status, now: Millis) -> Update {
         self.status = status;
-        self.version += 1;
+        self.version = next_version(self.version, now);
         if status == Status::Offline {
             self.offline_at = None;
         }

@@ -25,7 +25,10 @@ async fn a_mobile_connecting_is_announced_to_dashboards() {
     assert_eq!(update["status"], "online");
     assert_eq!(update["type"], "presence_update");
     assert_eq!(update["deviceId"], "phone-1");
-    assert_eq!(update["version"], 1);
+    assert_eq!(
+        update["version"], update["timestamp"],
+        "a first version is the time of the change"
+    );
     assert!(update["lastSeen"]
         .as_u64()
         .is_some_and(|t| t > 1_600_000_000_000));
@@ -53,7 +56,7 @@ async fn the_snapshot_lists_the_users_online() {
     let users = snapshot["users"].as_array().expect("users");
     assert_eq!(users[0]["userId"], "driver-a");
     assert_eq!(users[0]["deviceId"], "phone-a");
-    assert_eq!(users[0]["version"], 1);
+    assert_eq!(users[0]["version"], users[0]["lastSeen"]);
     assert_eq!(users[1]["userId"], "driver-b");
     assert!(
         users[1].get("deviceId").is_none(),
@@ -97,7 +100,7 @@ async fn silence_expires_the_user_with_the_socket_still_open() {
     let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
     let started = Instant::now();
     let mut phone = Client::mobile(&router, "driver-1", "phone").await;
-    assert_eq!(dashboard.next_update().await["version"], 1);
+    let online = dashboard.next_update().await["version"].as_u64();
 
     let offline = dashboard.next_update().await;
     assert!(
@@ -105,14 +108,12 @@ async fn silence_expires_the_user_with_the_socket_still_open() {
         "not before the TTL"
     );
     assert_eq!(offline["status"], "offline");
-    assert_eq!(offline["version"], 2);
+    assert!(offline["version"].as_u64() > online);
 
     phone.heartbeat("driver-1").await;
     let back = dashboard.next_update().await;
-    assert_eq!(
-        (back["status"].as_str(), back["version"].as_u64()),
-        (Some("online"), Some(3))
-    );
+    assert_eq!(back["status"], "online");
+    assert!(back["version"].as_u64() > offline["version"].as_u64());
     router.stop().await;
 }
 
@@ -163,7 +164,7 @@ async fn two_devices_go_offline_only_after_both_leave() {
     let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
     let phone = Client::mobile(&router, "driver-1", "phone").await;
     let tablet = Client::mobile(&router, "driver-1", "tablet").await;
-    assert_eq!(dashboard.next_update().await["version"], 1);
+    assert_eq!(dashboard.next_update().await["status"], "online");
 
     phone.close().await;
     let _marker = Client::mobile(&router, "driver-2", "phone").await;
@@ -192,13 +193,14 @@ async fn versions_strictly_increase_per_user() {
         versions.push(dashboard.next_update().await["version"].as_u64());
     }
     let versions: Vec<u64> = versions.into_iter().flatten().collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions.len(), 6);
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
 
     let _phone = Client::mobile(&router, "driver-1", "phone").await;
-    dashboard.next_update().await;
+    let last = dashboard.next_update().await["version"].clone();
     let (_late, snapshot) = Client::dashboard(&router, "late").await;
     assert_eq!(
-        snapshot["users"][0]["version"], 7,
+        snapshot["users"][0]["version"], last,
         "the snapshot carries the version it reflects"
     );
     router.stop().await;

@@ -40,7 +40,12 @@ async fn a_mobile_on_a_is_seen_once_by_a_dashboard_on_b() {
             update["deviceId"].as_str(),
             update["version"].as_u64()
         ),
-        (Some("driver-1"), Some("online"), Some("phone-1"), Some(1))
+        (
+            Some("driver-1"),
+            Some("online"),
+            Some("phone-1"),
+            update["timestamp"].as_u64()
+        )
     );
     dashboard.quiet_for(Duration::from_millis(500)).await;
     let (_late, snapshot) = Client::dashboard(&a, "late").await;
@@ -81,7 +86,8 @@ async fn multi_device_holds_across_routers() {
     let b = router(&redis, no_debounce).await;
     let (mut dashboard, _) = Client::dashboard(&b, "dispatcher").await;
     let phone = Client::mobile(&a, "driver-1", "phone").await;
-    assert_eq!(dashboard.next_update().await["version"], 1);
+    let online = dashboard.next_update().await;
+    assert_eq!(online["version"], online["timestamp"]);
     let tablet = Client::mobile(&b, "driver-1", "tablet").await;
     phone.close().await;
     let _marker = Client::mobile(&a, "driver-2", "phone").await;

@@ -31,7 +31,7 @@ fn connecting_makes_the_user_online_once() {
     let first = p.connect(&alice, 1, device("phone"), 1_000);
     let update = first.update.expect("online update");
     assert_eq!(update.status, Status::Online);
-    assert_eq!(update.version, 1);
+    assert_eq!(update.version, 1_000, "the first version is the time of the change");
     assert_eq!(update.last_seen, 1_000);
     assert_eq!(update.device_id, device("phone"));
     assert_eq!(first.wake_at, Some(1_000 + TTL));
@@ -57,7 +57,7 @@ fn closing_goes_offline_only_after_the_debounce() {
     assert_eq!(p.wake(&alice, 14_999).update, None, "not yet due");
     let offline = p.wake(&alice, 15_000).update.expect("offline update");
     assert_eq!(offline.status, Status::Offline);
-    assert_eq!(offline.version, 2);
+    assert_eq!(offline.version, 15_000);
     assert_eq!(
         offline.last_seen, 10_000,
         "lastSeen is when the device left"
@@ -78,7 +78,7 @@ fn reconnecting_inside_the_debounce_produces_no_update() {
         None,
         "the old debounce deadline does nothing"
     );
-    assert_eq!(p.user("alice").expect("known").version, 1);
+    assert_eq!(p.user("alice").expect("known").version, 1, "one change, at 0 ms");
 }
 
 #[test]
@@ -137,7 +137,10 @@ fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back(
     assert_eq!(status_of(&p.wake(&alice, TTL)), Some(Status::Offline));
     let back = p.heartbeat(&alice, 1, TTL + 5_000);
     let update = back.update.expect("online again");
-    assert_eq!((update.status, update.version), (Status::Online, 3));
+    assert_eq!(
+        (update.status, update.version),
+        (Status::Online, TTL + 5_000)
+    );
     assert_eq!(back.wake_at, Some(2 * TTL + 5_000));
     assert_eq!(
         p.disconnect(&alice, 1, TTL + 6_000).wake_at,
@@ -167,7 +170,30 @@ fn versions_strictly_increase_through_every_kind_of_change() {
     note(p.disconnect(&alice, 1, TTL + 2));
     note(p.wake(&alice, TTL + 2 + DEBOUNCE));
     note(p.connect(&alice, 2, None, TTL + 10_000));
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        versions,
+        vec![1, TTL, TTL + 1, TTL + 2 + DEBOUNCE, TTL + 10_000],
+        "one above the last, or the time of the change when later"
+    );
+}
+
+/// A store that forgot everything (a restart, an emptied Redis) gives a returning user a
+/// version above every one they had, so dashboards keeping the highest version apply it.
+#[test]
+fn versions_stay_above_those_of_a_forgotten_past() {
+    let mut before = core(0);
+    let alice = user("alice");
+    let mut last = 0;
+    for i in 0..5 {
+        let t = 1_000 + i;
+        last = before.connect(&alice, 1, None, t).update.expect("online").version;
+        last = last.max(before.disconnect(&alice, 1, t).update.expect("offline").version);
+    }
+    let mut after = core(0);
+    let back = after.connect(&alice, 1, None, 1_010).update.expect("online");
+    assert!(back.version > last, "{} after {last}", back.version);
+    assert_eq!(next_version(7, 3), 8);
+    assert_eq!(next_version(7, 30), 30);
 }
 
 #[test]

@@ -61,6 +61,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// While Redis stays unreachable for the same cause, it is logged again this often.
 const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often each router checks `presence:epoch` for lost data (a FLUSHALL, say).
+const EPOCH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// After Redis lost its data, how long from the new epoch every router has to restore its
+/// connections before dashboards get their snapshots (a few epoch checks).
+const RESTORE_GRACE: Duration = Duration::from_secs(2);
+
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -77,10 +84,26 @@ enum Write {
     Wake {
         user_id: Arc<str>,
     },
-    /// Re-registers a connection after Redis came back, if it is still live when sent.
-    Rebuild {
+    /// Re-registers a live connection after Redis lost its data, quietly (dashboards get a
+    /// snapshot once every router has restored its connections).
+    Restore {
         device: Device,
     },
+    /// Answered once every write queued before it has been sent.
+    Barrier(oneshot::Sender<()>),
+}
+
+impl Write {
+    /// The user a write is about (none for a barrier).
+    fn user_id(&self) -> Option<&Arc<str>> {
+        match self {
+            Write::Seen { device, .. } | Write::Leave { device } | Write::Restore { device } => {
+                Some(&device.user_id)
+            }
+            Write::Wake { user_id } => Some(user_id),
+            Write::Barrier(_) => None,
+        }
+    }
 }
 
 /// The store shared by routers through Redis. Cheap to clone.
@@ -101,6 +124,10 @@ struct Shared {
     router_id: String,
     feed: broadcast::Sender<Arc<FeedEvent>>,
     writes: mpsc::Sender<Write>,
+    /// Restores and their barrier, which the writer sends before anything else it holds.
+    urgent: mpsc::Sender<Write>,
+    /// The `presence:epoch` this router's connections are registered under (`None` until known).
+    epoch: Mutex<Option<String>>,
     /// This router's live mobile connections, to re-register after Redis comes back.
     live: Mutex<HashMap<ConnId, Device>>,
     /// The listener is subscribed to the updates channel.
@@ -165,6 +192,7 @@ impl RedisStore {
         let subscriber = builder.build_subscriber_client().map_err(unavailable)?;
         let (feed, _) = broadcast::channel(feed_capacity.max(1));
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (urgent, urgent_queue) = mpsc::channel(WRITE_QUEUE);
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let shared = Arc::new(Shared {
@@ -177,13 +205,25 @@ impl RedisStore {
             router_id: id.iter().map(|b| format!("{b:02x}")).collect(),
             feed,
             writes,
+            urgent,
+            epoch: Mutex::new(None),
             live: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
             writes_failing: AtomicBool::new(false),
             snapshots: Mutex::new(SnapshotQueue::default()),
         });
         let finish = CancellationToken::new();
-        let writer = tasks::spawn(&shared, queue, db, shutdown, finish.clone()).await;
+        let writer = tasks::spawn(
+            &shared,
+            tasks::Queues {
+                writes: queue,
+                urgent: urgent_queue,
+            },
+            db,
+            shutdown,
+            finish.clone(),
+        )
+        .await;
         Ok((
             RedisStore {
                 shared: shared.clone(),
@@ -226,10 +266,13 @@ impl Shared {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A rebuild of a connection that has closed since is not sent.
+    /// A connect, heartbeat or restore of a connection that has closed since is not sent: its
+    /// leave follows, and a replayed connect would show a gone handset online again.
     fn still_wanted(&self, write: &Write) -> bool {
         match write {
-            Write::Rebuild { device } => self.live().contains_key(&device.conn),
+            Write::Seen { device, .. } | Write::Restore { device } => {
+                self.live().contains_key(&device.conn)
+            }
             _ => true,
         }
     }

@@ -19,10 +19,15 @@ local function keys_of(u)
 end
 
 -- Records a change of status and publishes it, exactly once, on presence:updates (mirrored to
--- presence:online / presence:offline).
-local function transition(u, meta, status, now)
+-- presence:online / presence:offline). A quiet change (a record restored after Redis lost its
+-- data) is recorded only: dashboards learn it from the snapshot that follows every restore.
+local function transition(u, meta, status, now, quiet)
   redis.call('HSET', meta, 'status', status)
-  local version = redis.call('HINCRBY', meta, 'version', 1)
+  -- presence::next_version: above the previous one and at least now, so a record lost with an
+  -- emptied Redis starts again above every version dashboards hold.
+  local version = math.max((tonumber(redis.call('HGET', meta, 'version')) or 0) + 1, now)
+  redis.call('HSET', meta, 'version', string.format('%d', version))
+  if quiet then return end
   local seq = redis.call('INCR', SEQ)
   local m = redis.call('HMGET', meta, 'lastSeen', 'deviceId')
   local update = { userId = u, status = status, version = version, lastSeen = tonumber(m[1]) or 0,

@@ -1,6 +1,8 @@
 -- A connect or heartbeat write: ARGV = userId, connection member, deviceId ('' = none), ttl ms,
--- age ms (how long ago the router received it). Online again if the user was not.
+-- age ms (how long ago the router received it), quiet ('1' when restoring a record Redis lost:
+-- no update is published). Online again if the user was not.
 local u, member, device = ARGV[1], ARGV[2], ARGV[3]
+local quiet = ARGV[6] == '1'
 local ttl, age = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local at = now - age
@@ -25,5 +27,5 @@ redis.call('HSET', meta, 'role', 'mobile', 'expiresAt', now + current)
 redis.call('PERSIST', meta)
 redis.call('HDEL', meta, 'offlineAt')
 redis.call('ZADD', DEADLINES, now + current, u)
-if m[1] ~= 'online' then transition(u, meta, 'online', now) end
+if m[1] ~= 'online' then transition(u, meta, 'online', now, quiet) end
 return 1

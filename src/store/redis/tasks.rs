@@ -1,9 +1,12 @@
 //! The Redis store's background tasks: writer, listener, sweeper and rebuilder.
 
 use super::{
-    Shared, Write, MAX_BATCH, MAX_PENDING, RETRY_MAX, RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT,
-    UNREACHABLE_LOG_INTERVAL,
+    Shared, Write, EPOCH_CHECK_INTERVAL, MAX_BATCH, MAX_PENDING, RESTORE_GRACE, RETRY_MAX,
+    RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT, UNREACHABLE_LOG_INTERVAL,
 };
+use fred::prelude::KeysInterface;
+use fred::types::{Expiration, SetOptions};
+use std::collections::HashSet;
 use crate::presence::{Status, Update};
 use crate::store::{FeedEvent, Published};
 use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface};
@@ -24,14 +27,26 @@ pub const UPDATES: &str = "presence:updates";
 /// The prefix of the keys whose expiry means "offline".
 const USER_KEY: &str = "presence:user:";
 
+/// Names the current generation of the data in Redis: `{ms}:{router id}`, set by the first
+/// router that finds it missing. A change means Redis lost its data (restarted empty, FLUSHALL).
+const EPOCH: &str = "presence:epoch";
+
+/// What the writer reads: writes in arrival order, and urgent ones (restores and their barrier).
+pub(super) struct Queues {
+    pub writes: mpsc::Receiver<Write>,
+    pub urgent: mpsc::Receiver<Write>,
+}
+
 /// Connects and starts every task; returns the writer's handle.
 pub(super) async fn spawn(
     shared: &Arc<Shared>,
-    queue: mpsc::Receiver<Write>,
+    queues: Queues,
     db: u8,
     shutdown: CancellationToken,
     finish: CancellationToken,
 ) -> JoinHandle<()> {
+    // The listener asks the rebuilder for a resync after each resubscription.
+    let (resync, resync_requests) = mpsc::channel(1);
     // Subscribe to (re)connections before connecting: the first connection counts as one.
     let mut client_up = shared.client.reconnect_rx();
     let mut subscriber_up = shared.subscriber.reconnect_rx();
@@ -51,6 +66,9 @@ pub(super) async fn spawn(
         shared.client.wait_for_connect().await?;
         shared.scripts.load(&shared.client).await?;
         enable_expiry_events(shared).await;
+        // At start there is nothing of ours to restore: the epoch found (or made) is adopted.
+        let epoch = current_epoch(shared).await?;
+        *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = Some(epoch);
         shared.subscriber.wait_for_connect().await?;
         shared.subscriber.subscribe(channels(db)).await
     };
@@ -84,10 +102,98 @@ pub(super) async fn spawn(
             "Redis is not ready; serving with presence degraded until it is"
         ),
     }
-    tokio::spawn(rebuild(shared.clone(), client_up, shutdown.clone()));
-    tokio::spawn(listen(shared.clone(), subscriber_up, db, shutdown.clone()));
+    tokio::spawn(rebuild(
+        shared.clone(),
+        client_up,
+        resync_requests,
+        shutdown.clone(),
+    ));
+    tokio::spawn(listen(
+        shared.clone(),
+        subscriber_up,
+        resync,
+        db,
+        shutdown.clone(),
+    ));
     tokio::spawn(sweep(shared.clone(), shutdown));
-    tokio::spawn(write(shared.clone(), queue, finish))
+    tokio::spawn(write(shared.clone(), queues, finish))
+}
+
+/// The epoch in Redis, made by this router when there is none.
+async fn current_epoch(shared: &Shared) -> Result<String, fred::error::Error> {
+    let found: Option<String> = shared.client.get(EPOCH).await?;
+    if let Some(epoch) = found {
+        return Ok(epoch);
+    }
+    let mine = format!("{}:{}", shared.clock.now_ms(), shared.router_id);
+    let _: Option<String> = shared
+        .client
+        .set(EPOCH, mine.as_str(), None::<Expiration>, Some(SetOptions::NX), false)
+        .await?;
+    let epoch: Option<String> = shared.client.get(EPOCH).await?;
+    Ok(epoch.unwrap_or(mine))
+}
+
+/// When Redis has lost its data since this router registered its connections: the new epoch.
+async fn lost_data(shared: &Shared) -> Result<Option<String>, fred::error::Error> {
+    let current = current_epoch(shared).await?;
+    let mut known = shared.epoch.lock().unwrap_or_else(|p| p.into_inner());
+    match known.as_deref() {
+        Some(epoch) if epoch == current => Ok(None),
+        // Until the first epoch is known there is nothing registered to lose.
+        None => {
+            *known = Some(current);
+            Ok(None)
+        }
+        Some(_) => Ok(Some(current)),
+    }
+}
+
+/// Re-registers every live connection of this router, quietly and ahead of any other write,
+/// waits until they are sent, then until the epoch's grace has passed, so that every router has
+/// restored its own before any dashboard takes a snapshot. False when the router stops first.
+async fn restore(shared: &Shared, epoch: &str, shutdown: &CancellationToken) -> bool {
+    let live: Vec<_> = shared.live().values().cloned().collect();
+    info!(
+        connections = live.len(),
+        %epoch,
+        "Redis lost its presence data; restoring this router's connections"
+    );
+    let (done, sent) = tokio::sync::oneshot::channel();
+    let writes = live
+        .into_iter()
+        .map(|device| Write::Restore { device })
+        .chain([Write::Barrier(done)]);
+    for write in writes {
+        if shared.urgent.send(write).await.is_err() {
+            return false;
+        }
+    }
+    let started: u64 = epoch
+        .split(':')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    let grace_end = started.saturating_add(RESTORE_GRACE.as_millis() as u64);
+    let wait = std::time::Duration::from_millis(grace_end.saturating_sub(shared.clock.now_ms()))
+        .min(RESTORE_GRACE);
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = async { let _ = sent.await; tokio::time::sleep(wait).await } => {}
+    }
+    *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = Some(epoch.to_owned());
+    true
+}
+
+/// Waits until the listener is subscribed again (a snapshot taken before would miss updates).
+async fn subscribed(shared: &Shared, shutdown: &CancellationToken) -> bool {
+    while !shared.subscribed.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(RETRY_MIN) => {}
+        }
+    }
+    true
 }
 
 /// Logs the main connection's life: each loss and each failure to reach Redis at WARN with the
@@ -141,37 +247,56 @@ async fn report_connection(
     }
 }
 
-/// Each time the main connection comes up: load the scripts, ask for expiry notifications and
-/// re-register this router's live connections (Redis may have restarted empty).
+/// Keeps this router's records and its dashboards' views right. Each time the main connection
+/// comes up it loads the scripts and asks for expiry notifications; then, and every
+/// [`EPOCH_CHECK_INTERVAL`], it checks the epoch: when Redis lost its data, this router's live
+/// connections are restored (see [`restore`]). After a reconnect, a resubscription or a restore
+/// its dashboards get a `Resync`, once subscribed again: updates may have been missed.
 async fn rebuild(
     shared: Arc<Shared>,
     mut up: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    mut requests: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) {
+    let mut check = tokio::time::interval(EPOCH_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let mut resync = tokio::select! {
             _ = shutdown.cancelled() => return,
-            event = up.recv() => if event.is_err() && up.is_closed() { return },
+            event = up.recv() => {
+                if event.is_err() && up.is_closed() {
+                    return;
+                }
+                if let Err(error) = shared.scripts.load(&shared.client).await {
+                    warn!(%error, "loading the presence scripts failed");
+                }
+                enable_expiry_events(&shared).await;
+                true
+            }
+            request = requests.recv() => match request {
+                Some(()) => true,
+                None => return,
+            },
+            _ = check.tick() => false,
+        };
+        if !shared.client.is_connected() {
+            continue;
         }
-        if let Err(error) = shared.scripts.load(&shared.client).await {
-            warn!(%error, "loading the presence scripts failed");
+        match lost_data(&shared).await {
+            Ok(Some(epoch)) => {
+                if !restore(&shared, &epoch, &shutdown).await {
+                    return;
+                }
+                resync = true;
+            }
+            Ok(None) => {}
+            Err(error) => debug!(%error, "epoch check failed"),
         }
-        enable_expiry_events(&shared).await;
-        let live: Vec<_> = shared
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        info!(
-            connections = live.len(),
-            "Redis connected; re-registering live connections"
-        );
-        for device in live {
-            if shared.writes.send(Write::Rebuild { device }).await.is_err() {
+        if resync {
+            if !subscribed(&shared, &shutdown).await {
                 return;
             }
+            let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
         }
     }
 }
@@ -251,10 +376,11 @@ fn parse(value: &Value) -> Option<Published> {
 }
 
 /// Forwards updates to this router's feed and expiry events to the writer. After every
-/// (re)subscription the feed gets a `Resync`: messages may have been missed meanwhile.
+/// (re)subscription it asks the rebuilder for a resync: messages may have been missed meanwhile.
 async fn listen(
     shared: Arc<Shared>,
     mut up: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    resync: mpsc::Sender<()>,
     db: u8,
     shutdown: CancellationToken,
 ) {
@@ -272,7 +398,9 @@ async fn listen(
                     return;
                 }
                 shared.subscribed.store(true, Ordering::Relaxed);
-                let _ = shared.feed.send(Arc::new(FeedEvent::Resync));
+                // The rebuilder resyncs once any lost data is restored (a full channel means a
+                // resync is asked for already).
+                let _ = resync.try_send(());
             }
             message = messages.recv() => match message {
                 Ok(message) if message.channel == UPDATES => match parse(&message.value) {
@@ -351,28 +479,49 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Sends writes in arrival order, as pipelines. Writes that fail (Redis unreachable, a timeout,
-/// an error) are kept, in order, and sent again with backoff; meanwhile the store reports itself
-/// degraded. Once `finish` is cancelled it sends what is left and stops.
-async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>, finish: CancellationToken) {
+/// Sends writes in arrival order, as pipelines, urgent ones (restores) ahead of the rest.
+/// Writes that fail (Redis unreachable, a timeout, an error) are kept, in order, and sent again
+/// with backoff; meanwhile the store reports itself degraded. Once `finish` is cancelled it sends
+/// what is left and stops.
+async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToken) {
     let mut pending: VecDeque<Write> = VecDeque::new();
     let mut backoff = RETRY_MIN;
     loop {
         if pending.is_empty() {
             tokio::select! {
                 biased;
-                write = queue.recv() => match write {
+                write = queues.urgent.recv() => match write {
+                    Some(write) => pending.push_back(write),
+                    None => return,
+                },
+                write = queues.writes.recv() => match write {
                     Some(write) => pending.push_back(write),
                     None => return,
                 },
                 _ = finish.cancelled() => return,
             }
         }
+        let mut urgent = Vec::new();
+        while let Ok(write) = queues.urgent.try_recv() {
+            urgent.push(write);
+        }
+        for write in urgent.into_iter().rev() {
+            pending.push_front(write);
+        }
         while pending.len() < MAX_PENDING {
-            match queue.try_recv() {
+            match queues.writes.try_recv() {
                 Ok(write) => pending.push_back(write),
                 Err(_) => break,
             }
+        }
+        // Everything before a barrier at the front has been sent.
+        while let Some(Write::Barrier(_)) = pending.front() {
+            if let Some(Write::Barrier(done)) = pending.pop_front() {
+                let _ = done.send(());
+            }
+        }
+        if pending.is_empty() {
+            continue;
         }
         let sent = shared.client.is_connected() && send(&shared, &mut pending).await;
         shared.writes_failing.store(!sent, Ordering::Relaxed);
@@ -400,11 +549,18 @@ async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>, finish: Ca
     }
 }
 
-/// Sends up to [`MAX_BATCH`] writes from the front of `pending` as one pipeline and removes the
-/// ones that succeeded; the failed ones stay at the front, in order. Writes refused for a missing
-/// script are sent again at once after the scripts are loaded. True when all succeeded.
+/// Sends up to [`MAX_BATCH`] writes from the front of `pending` (up to the first barrier) as one
+/// pipeline and removes the ones that landed. A failed write goes back to the front with every
+/// later write of the same user, in order, so that it never lands after a later one (the
+/// scripts take a replay of a write that landed already as a no-op or a refresh). Writes refused
+/// for a missing script are sent again at once after the scripts are loaded. True when all
+/// landed.
 async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
-    let take = pending.len().min(MAX_BATCH);
+    let take = pending
+        .iter()
+        .take(MAX_BATCH)
+        .take_while(|w| !matches!(w, Write::Barrier(_)))
+        .count();
     let mut batch: Vec<Write> = pending
         .drain(..take)
         .filter(|w| shared.still_wanted(w))
@@ -423,28 +579,35 @@ async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
             .chain(again.into_iter().zip(retried))
             .unzip();
     }
-    let mut failed = Vec::new();
+    let mut held: HashSet<Arc<str>> = HashSet::new();
+    let mut again = Vec::new();
     for (write, result) in batch.into_iter().zip(results) {
-        if let Err(error) = result {
+        let user = write.user_id().cloned();
+        let after_a_failure = user.as_ref().is_some_and(|u| held.contains(u));
+        if let Err(error) = &result {
             debug!(%error, "presence write failed");
-            failed.push(write);
+        }
+        if result.is_err() || after_a_failure {
+            held.extend(user);
+            again.push(write);
         }
     }
-    let ok = failed.is_empty();
-    for write in failed.into_iter().rev() {
+    let ok = again.is_empty();
+    for write in again.into_iter().rev() {
         pending.push_front(write);
     }
     ok
 }
 
-/// ARGV of `seen.lua` for `device`, seen `age` ms ago.
-fn seen_args(shared: &Shared, device: &crate::store::Device, age: u64) -> Vec<String> {
+/// ARGV of `seen.lua` for `device`, seen `age` ms ago; `quiet` for a restore.
+fn seen_args(shared: &Shared, device: &crate::store::Device, age: u64, quiet: bool) -> Vec<String> {
     vec![
         device.user_id.to_string(),
         shared.member(device.conn),
         device.device_id.as_deref().unwrap_or("").to_owned(),
         shared.rules.ttl.to_string(),
         age.to_string(),
+        if quiet { "1" } else { "0" }.to_owned(),
     ]
 }
 
@@ -458,7 +621,7 @@ async fn pipeline<'a>(
         let (script, args) = match write {
             Write::Seen { device, at } => (
                 &shared.scripts.seen,
-                seen_args(shared, device, now.saturating_sub(*at)),
+                seen_args(shared, device, now.saturating_sub(*at), false),
             ),
             Write::Leave { device } => (
                 &shared.scripts.leave,
@@ -469,7 +632,8 @@ async fn pipeline<'a>(
                 ],
             ),
             Write::Wake { user_id } => (&shared.scripts.wake, vec![user_id.to_string()]),
-            Write::Rebuild { device } => (&shared.scripts.seen, seen_args(shared, device, 0)),
+            Write::Restore { device } => (&shared.scripts.seen, seen_args(shared, device, 0, true)),
+            Write::Barrier(_) => continue,
         };
         // EVALSHA sha 0 argv...
         let mut command = Vec::with_capacity(args.len() + 2);
