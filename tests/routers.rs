@@ -12,12 +12,7 @@ async fn router(
     redis: &RedisServer,
     tweak: impl FnOnce(&mut presence_router::config::Args),
 ) -> Router {
-    let url = redis.url();
-    Router::start(|a| {
-        a.redis_url = Some(url);
-        tweak(a);
-    })
-    .await
+    Router::on_redis(redis, tweak).await
 }
 
 fn no_debounce(a: &mut presence_router::config::Args) {

@@ -67,6 +67,16 @@ impl Router {
         router
     }
 
+    /// A router on `redis`, with the default settings but for `tweak`.
+    pub async fn on_redis(redis: &RedisServer, tweak: impl FnOnce(&mut Args)) -> Router {
+        let url = redis.url();
+        Router::start(|a| {
+            a.redis_url = Some(url);
+            tweak(a);
+        })
+        .await
+    }
+
     /// Stops the router and waits until it has closed every connection.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
