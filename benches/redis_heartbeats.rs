@@ -9,6 +9,7 @@ use common::RedisServer;
 use presence_router::clock::Clock;
 use presence_router::presence::{Rules, Status};
 use presence_router::store::{Device, PresenceStore, RedisStore};
+use presence_router::tasks::Tasks;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -24,10 +25,15 @@ async fn main() {
         ttl: 60_000,
         offline_debounce: 5_000,
     };
-    let (store, _drain) =
-        RedisStore::start(&server.url(), rules, clock, 1024, CancellationToken::new())
-            .await
-            .expect("store");
+    let (store, _drain) = RedisStore::start(
+        &server.url(),
+        rules,
+        clock,
+        1024,
+        &Tasks::new(CancellationToken::new()),
+    )
+    .await
+    .expect("store");
     let devices: Vec<Device> = (0..DEVICES)
         .map(|i| Device {
             user_id: Arc::from(format!("user-{i}")),

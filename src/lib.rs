@@ -11,12 +11,14 @@ pub mod metrics;
 pub mod presence;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod wire;
 
 use clock::Clock;
 use config::Config;
 use std::time::Duration;
 use store::{MemoryStore, RedisStore, StoreError};
+use tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -31,26 +33,17 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let clock = Clock::start();
+    let tasks = Tasks::new(shutdown);
     match config.redis_url.clone() {
         None => {
-            let store = MemoryStore::spawn(
-                config.rules,
-                clock,
-                config.dashboard_queue,
-                shutdown.clone(),
-            );
-            server::run(listener, config, store, clock, shutdown).await;
+            let store = MemoryStore::spawn(config.rules, clock, config.dashboard_queue, &tasks);
+            server::run(listener, config, store, clock, tasks).await;
         }
         Some(url) => {
-            let (store, drain) = RedisStore::start(
-                &url,
-                config.rules,
-                clock,
-                config.dashboard_queue,
-                shutdown.clone(),
-            )
-            .await?;
-            server::run(listener, config, store, clock, shutdown).await;
+            let (store, drain) =
+                RedisStore::start(&url, config.rules, clock, config.dashboard_queue, &tasks)
+                    .await?;
+            server::run(listener, config, store, clock, tasks).await;
             drain.wait(DRAIN_LIMIT).await;
         }
     }

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub mobile_connections: AtomicU64,
     /// Open web/dashboard connections.
     pub dashboard_connections: AtomicU64,
+    /// Store writes waiting to be sent, as sampled at the last scrape.
+    pub store_write_backlog: AtomicU64,
     /// WebSocket upgrades refused for a bad token.
     pub auth_failures: AtomicU64,
     /// HEARTBEAT frames received.
@@ -53,7 +55,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let series: [(&str, &str, &str, &AtomicU64); 12] = [
+        let series: [(&str, &str, &str, &AtomicU64); 13] = [
             (
                 "presence_connections_mobile",
                 "gauge",
@@ -65,6 +67,12 @@ impl Metrics {
                 "gauge",
                 "Open web/dashboard connections.",
                 &self.dashboard_connections,
+            ),
+            (
+                "presence_store_write_backlog",
+                "gauge",
+                "Store writes waiting to be sent (Redis store; a backlog that grows means the writer cannot keep up).",
+                &self.store_write_backlog,
             ),
             (
                 "presence_auth_failures_total",

@@ -259,3 +259,50 @@ async fn rediss_urls_speak_tls_to_redis() {
     assert_eq!(get(&untrusting.addr, "/ready").0, 503);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes the router cannot send show in `/metrics` as a backlog, which drains once Redis is back.
+#[tokio::test]
+async fn the_write_backlog_shows_in_metrics() {
+    let mut redis = RedisServer::start(&[]);
+    let router = RouterProcess::start(&[
+        ("REDIS_URL", &redis.url()),
+        ("PRESENCE_HEARTBEAT_MIN_INTERVAL", "0"),
+    ]);
+    assert_eq!(get_until(&router.addr, "/ready", 200, PATIENCE).0, 200);
+    redis.stop();
+    assert_eq!(get_until(&router.addr, "/ready", 503, PATIENCE).0, 503);
+    let url = format!(
+        "{}?token={}",
+        router.ws_url(),
+        token("driver-1", Role::Mobile)
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("handset");
+    let mut phone = Client { ws };
+    for _ in 0..200 {
+        phone.heartbeat("driver-1").await;
+    }
+    let backlog = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("presence_store_write_backlog "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the backlog gauge")
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while backlog(&get(&router.addr, "/metrics").1) < 200 {
+        assert!(std::time::Instant::now() < deadline, "no backlog shown");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    redis.restart();
+    assert_eq!(get_until(&router.addr, "/ready", 200, PATIENCE).0, 200);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while backlog(&get(&router.addr, "/metrics").1) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog never drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

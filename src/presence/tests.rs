@@ -31,7 +31,10 @@ fn connecting_makes_the_user_online_once() {
     let first = p.connect(&alice, 1, device("phone"), 1_000);
     let update = first.update.expect("online update");
     assert_eq!(update.status, Status::Online);
-    assert_eq!(update.version, 1_000, "the first version is the time of the change");
+    assert_eq!(
+        update.version, 1_000,
+        "the first version is the time of the change"
+    );
     assert_eq!(update.last_seen, 1_000);
     assert_eq!(update.device_id, device("phone"));
     assert_eq!(first.wake_at, Some(1_000 + TTL));
@@ -78,7 +81,11 @@ fn reconnecting_inside_the_debounce_produces_no_update() {
         None,
         "the old debounce deadline does nothing"
     );
-    assert_eq!(p.user("alice").expect("known").version, 1, "one change, at 0 ms");
+    assert_eq!(
+        p.user("alice").expect("known").version,
+        1,
+        "one change, at 0 ms"
+    );
 }
 
 #[test]
@@ -186,11 +193,24 @@ fn versions_stay_above_those_of_a_forgotten_past() {
     let mut last = 0;
     for i in 0..5 {
         let t = 1_000 + i;
-        last = before.connect(&alice, 1, None, t).update.expect("online").version;
-        last = last.max(before.disconnect(&alice, 1, t).update.expect("offline").version);
+        last = before
+            .connect(&alice, 1, None, t)
+            .update
+            .expect("online")
+            .version;
+        last = last.max(
+            before
+                .disconnect(&alice, 1, t)
+                .update
+                .expect("offline")
+                .version,
+        );
     }
     let mut after = core(0);
-    let back = after.connect(&alice, 1, None, 1_010).update.expect("online");
+    let back = after
+        .connect(&alice, 1, None, 1_010)
+        .update
+        .expect("online");
     assert!(back.version > last, "{} after {last}", back.version);
     assert_eq!(next_version(7, 3), 8);
     assert_eq!(next_version(7, 30), 30);

@@ -51,7 +51,13 @@ pub async fn handle<S: PresenceStore>(
         (&Method::POST, "/api/presence/status") => bulk_status(&ctx, req).await,
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
-        (&Method::GET, "/metrics") => text(ctx.metrics.render()),
+        (&Method::GET, "/metrics") => {
+            let backlog = ctx.store.write_backlog() as u64;
+            ctx.metrics
+                .store_write_backlog
+                .store(backlog, Ordering::Relaxed);
+            text(ctx.metrics.render())
+        }
         _ => match allowed_methods(path) {
             Some(allow) => {
                 let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
@@ -131,11 +137,22 @@ fn text(body: String) -> Reply {
     reply
 }
 
+/// Why the router cannot do its work now: the store's reason, or a task that died.
+fn not_ready<S: PresenceStore>(ctx: &Context<S>) -> Option<String> {
+    if let Some(task) = ctx.tasks.ended() {
+        return Some(format!("the {task} task ended unexpectedly"));
+    }
+    match ctx.store.health() {
+        StoreHealth::Ok => None,
+        StoreHealth::Degraded(reason) => Some(reason.to_owned()),
+    }
+}
+
 /// Liveness: 200 while the process serves, whatever the store's state (which it reports).
 fn health<S: PresenceStore>(ctx: &Context<S>) -> Reply {
-    let status = match ctx.store.health() {
-        StoreHealth::Ok => "ok",
-        StoreHealth::Degraded(_) => "degraded",
+    let status = match not_ready(ctx) {
+        None => "ok",
+        Some(_) => "degraded",
     };
     json_reply(
         StatusCode::OK,
@@ -150,12 +167,12 @@ fn health<S: PresenceStore>(ctx: &Context<S>) -> Reply {
 
 /// Readiness: 200 while the store is usable, 503 with the reason while it is not.
 fn ready<S: PresenceStore>(ctx: &Context<S>) -> Reply {
-    match ctx.store.health() {
-        StoreHealth::Ok => json_reply(
+    match not_ready(ctx) {
+        None => json_reply(
             StatusCode::OK,
             &json!({ "status": "ready", "store": ctx.store.kind() }),
         ),
-        StoreHealth::Degraded(reason) => json_reply(
+        Some(reason) => json_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({ "status": "not_ready", "store": ctx.store.kind(), "reason": reason }),
         ),

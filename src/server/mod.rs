@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::PresenceStore;
+use crate::tasks::Tasks;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::atomic::AtomicU64;
@@ -37,25 +38,30 @@ pub(crate) struct Context<S> {
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// The router's tasks: a store task that died shows in `/health` and `/ready`.
+    pub tasks: Tasks,
     pub next_conn: AtomicU64,
 }
 
-/// Serves HTTP and WebSocket on `listener` until `shutdown` is cancelled, then closes every
-/// WebSocket with 1001 and returns once they are gone (or after a grace period).
+/// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
+/// then closes every WebSocket with 1001 and returns once every task on the tracker has ended
+/// (or after a grace period).
 pub async fn run<S: PresenceStore>(
     listener: TcpListener,
     config: Config,
     store: S,
     clock: Clock,
-    shutdown: CancellationToken,
+    tasks: Tasks,
 ) {
+    let shutdown = tasks.shutdown().clone();
     let ctx = Arc::new(Context {
         config,
         store,
         clock,
         metrics: Metrics::default(),
         shutdown: shutdown.clone(),
-        tracker: TaskTracker::new(),
+        tracker: tasks.tracker().clone(),
+        tasks,
         next_conn: AtomicU64::new(1),
     });
     let mut backoff = Duration::from_millis(5);

@@ -7,6 +7,7 @@
 use super::{Device, Feed, FeedEvent, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
 use crate::presence::{Effect, Millis, Presence, Rules, Status, UserView};
+use crate::tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,14 +62,9 @@ impl State {
 }
 
 impl MemoryStore {
-    /// A store applying `rules`, whose timer task runs until `shutdown` is cancelled.
+    /// A store applying `rules`, whose timer task runs on `tasks` until shutdown.
     /// `feed_capacity` is how many updates a subscriber may fall behind before it lags.
-    pub fn spawn(
-        rules: Rules,
-        clock: Clock,
-        feed_capacity: usize,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn spawn(rules: Rules, clock: Clock, feed_capacity: usize, tasks: &Tasks) -> Self {
         let (feed, _) = broadcast::channel(feed_capacity.max(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -80,7 +76,10 @@ impl MemoryStore {
             timer_moved: Notify::new(),
             clock,
         });
-        tokio::spawn(run_timers(shared.clone(), shutdown));
+        tasks.spawn_service(
+            "presence timers",
+            run_timers(shared.clone(), tasks.shutdown().clone()),
+        );
         MemoryStore { shared }
     }
 
@@ -154,6 +153,10 @@ impl PresenceStore for MemoryStore {
 
     fn health(&self) -> StoreHealth {
         StoreHealth::Ok
+    }
+
+    fn write_backlog(&self) -> usize {
+        0
     }
 
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {

@@ -108,6 +108,9 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
     /// How the store is doing.
     fn health(&self) -> StoreHealth;
 
+    /// Writes accepted but not yet applied (0 for a store that applies them at once).
+    fn write_backlog(&self) -> usize;
+
     /// A mobile device connected (the first write of its presence).
     fn connect(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -17,11 +17,12 @@ mod tasks;
 use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
 use crate::presence::{ConnId, Millis, Rules, Status, UserView};
+use crate::tasks::Tasks;
 use fred::prelude::{Builder, ClientLike, Config as FredConfig, Options, ReconnectPolicy};
 use fred::types::Value;
 use scripts::Scripts;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -37,6 +38,10 @@ const WRITE_QUEUE: usize = 65_536;
 
 /// Failed writes kept for sending again; more and the oldest are not read from the queue.
 const MAX_PENDING: usize = 65_536;
+
+/// A backlog of writes above this (about a third of a second of the writer's work) makes the
+/// store report that it is falling behind.
+const BACKLOG_BEHIND: usize = 16_384;
 
 /// Backoff between attempts while writes fail.
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -115,6 +120,8 @@ pub struct RedisStore {
 struct Shared {
     /// Where Redis is, without the password: what the logs name.
     address: String,
+    /// Where the store's short-lived tasks (snapshots) are spawned.
+    tracker: tokio_util::task::TaskTracker,
     client: fred::prelude::Client,
     subscriber: fred::clients::SubscriberClient,
     scripts: Scripts,
@@ -134,6 +141,8 @@ struct Shared {
     subscribed: AtomicBool,
     /// The last batch of writes failed.
     writes_failing: AtomicBool,
+    /// Writes the writer has taken from its queues and not yet sent.
+    held: AtomicUsize,
     /// Dashboards waiting for a snapshot.
     snapshots: Mutex<SnapshotQueue>,
 }
@@ -168,7 +177,7 @@ impl RedisStore {
         rules: Rules,
         clock: Clock,
         feed_capacity: usize,
-        shutdown: CancellationToken,
+        tasks: &Tasks,
     ) -> Result<(RedisStore, Drain), StoreError> {
         let mut config = FredConfig::from_url(url)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", redacted_url(url))))?;
@@ -197,6 +206,7 @@ impl RedisStore {
         getrandom::fill(&mut id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let shared = Arc::new(Shared {
             address: redacted_url(url),
+            tracker: tasks.tracker().clone(),
             client,
             subscriber,
             scripts: Scripts::new(),
@@ -210,6 +220,7 @@ impl RedisStore {
             live: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
             writes_failing: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
             snapshots: Mutex::new(SnapshotQueue::default()),
         });
         let finish = CancellationToken::new();
@@ -220,7 +231,7 @@ impl RedisStore {
                 urgent: urgent_queue,
             },
             db,
-            shutdown,
+            tasks,
             finish.clone(),
         )
         .await;
@@ -257,22 +268,30 @@ impl Shared {
             StoreHealth::Degraded("not subscribed to presence updates on Redis")
         } else if self.writes_failing.load(Ordering::Relaxed) {
             StoreHealth::Degraded("presence writes to Redis are failing")
+        } else if self.backlog() > BACKLOG_BEHIND {
+            StoreHealth::Degraded("presence writes to Redis are falling behind")
         } else {
             StoreHealth::Ok
         }
+    }
+
+    /// Writes queued or held by the writer, not yet sent.
+    fn backlog(&self) -> usize {
+        let queued = |sender: &mpsc::Sender<Write>| sender.max_capacity() - sender.capacity();
+        queued(&self.writes) + queued(&self.urgent) + self.held.load(Ordering::Relaxed)
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connect, heartbeat or restore of a connection that has closed since is not sent: its
-    /// leave follows, and a replayed connect would show a gone handset online again.
-    fn still_wanted(&self, write: &Write) -> bool {
+    /// A restore of a connection that has closed since is not sent, nor, when `replaying` writes
+    /// held back while Redis was away, a connect or heartbeat of one: its leave follows, and the
+    /// replayed connect would show a handset that left during the outage online again.
+    fn still_wanted(&self, write: &Write, replaying: bool) -> bool {
         match write {
-            Write::Seen { device, .. } | Write::Restore { device } => {
-                self.live().contains_key(&device.conn)
-            }
+            Write::Restore { device } => self.live().contains_key(&device.conn),
+            Write::Seen { device, .. } if replaying => self.live().contains_key(&device.conn),
             _ => true,
         }
     }
@@ -379,6 +398,10 @@ impl PresenceStore for RedisStore {
         self.shared.health()
     }
 
+    fn write_backlog(&self) -> usize {
+        self.shared.backlog()
+    }
+
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {
         self.shared.live().insert(device.conn, device.clone());
         self.enqueue(Write::Seen {
@@ -417,7 +440,9 @@ impl PresenceStore for RedisStore {
             !std::mem::replace(&mut queue.running, true)
         };
         if start {
-            tokio::spawn(serve_snapshots(self.shared.clone()));
+            self.shared
+                .tracker
+                .spawn(serve_snapshots(self.shared.clone()));
         }
         wait.await
             .map_err(|_| StoreError::Unavailable("snapshot task ended".into()))?

@@ -4,14 +4,15 @@ use super::{
     Shared, Write, EPOCH_CHECK_INTERVAL, MAX_BATCH, MAX_PENDING, RESTORE_GRACE, RETRY_MAX,
     RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT, UNREACHABLE_LOG_INTERVAL,
 };
-use fred::prelude::KeysInterface;
-use fred::types::{Expiration, SetOptions};
-use std::collections::HashSet;
 use crate::presence::{Status, Update};
 use crate::store::{FeedEvent, Published};
+use crate::tasks::Tasks;
+use fred::prelude::KeysInterface;
 use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::types::{Expiration, SetOptions};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,21 +43,25 @@ pub(super) async fn spawn(
     shared: &Arc<Shared>,
     queues: Queues,
     db: u8,
-    shutdown: CancellationToken,
+    tasks: &Tasks,
     finish: CancellationToken,
 ) -> JoinHandle<()> {
+    let shutdown = tasks.shutdown().clone();
     // The listener asks the rebuilder for a resync after each resubscription.
     let (resync, resync_requests) = mpsc::channel(1);
     // Subscribe to (re)connections before connecting: the first connection counts as one.
     let mut client_up = shared.client.reconnect_rx();
     let mut subscriber_up = shared.subscriber.reconnect_rx();
     let mut errors = shared.client.error_rx();
-    tokio::spawn(report_connection(
-        shared.clone(),
-        shared.client.error_rx(),
-        shared.client.reconnect_rx(),
-        shutdown.clone(),
-    ));
+    tasks.spawn_service(
+        "Redis connection reporter",
+        report_connection(
+            shared.clone(),
+            shared.client.error_rx(),
+            shared.client.reconnect_rx(),
+            shutdown.clone(),
+        ),
+    );
     // The connection tasks run (and reconnect) on their own; their handles are not needed.
     drop(shared.client.connect());
     drop(shared.subscriber.connect());
@@ -102,21 +107,18 @@ pub(super) async fn spawn(
             "Redis is not ready; serving with presence degraded until it is"
         ),
     }
-    tokio::spawn(rebuild(
-        shared.clone(),
-        client_up,
-        resync_requests,
-        shutdown.clone(),
-    ));
-    tokio::spawn(listen(
-        shared.clone(),
-        subscriber_up,
-        resync,
-        db,
-        shutdown.clone(),
-    ));
-    tokio::spawn(sweep(shared.clone(), shutdown));
-    tokio::spawn(write(shared.clone(), queues, finish))
+    tasks.spawn_service(
+        "Redis rebuilder",
+        rebuild(shared.clone(), client_up, resync_requests, shutdown.clone()),
+    );
+    tasks.spawn_service(
+        "Redis listener",
+        listen(shared.clone(), subscriber_up, resync, db, shutdown.clone()),
+    );
+    tasks.spawn_service("Redis sweeper", sweep(shared.clone(), shutdown));
+    // Not on the tracker: it outlives the server, to send the leaves of the connections that
+    // shutdown closed; the store's `Drain` owns it.
+    tokio::spawn(tasks.watch("Redis writer", write(shared.clone(), queues, finish)))
 }
 
 /// The epoch in Redis, made by this router when there is none.
@@ -128,7 +130,13 @@ async fn current_epoch(shared: &Shared) -> Result<String, fred::error::Error> {
     let mine = format!("{}:{}", shared.clock.now_ms(), shared.router_id);
     let _: Option<String> = shared
         .client
-        .set(EPOCH, mine.as_str(), None::<Expiration>, Some(SetOptions::NX), false)
+        .set(
+            EPOCH,
+            mine.as_str(),
+            None::<Expiration>,
+            Some(SetOptions::NX),
+            false,
+        )
         .await?;
     let epoch: Option<String> = shared.client.get(EPOCH).await?;
     Ok(epoch.unwrap_or(mine))
@@ -486,8 +494,11 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
 async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToken) {
     let mut pending: VecDeque<Write> = VecDeque::new();
     let mut backoff = RETRY_MIN;
+    // Set while writes held back by a failure are still being sent.
+    let mut replaying = false;
     loop {
         if pending.is_empty() {
+            replaying = false;
             tokio::select! {
                 biased;
                 write = queues.urgent.recv() => match write {
@@ -523,12 +534,15 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
         if pending.is_empty() {
             continue;
         }
-        let sent = shared.client.is_connected() && send(&shared, &mut pending).await;
+        shared.held.store(pending.len(), Ordering::Relaxed);
+        let sent = shared.client.is_connected() && send(&shared, &mut pending, replaying).await;
+        shared.held.store(pending.len(), Ordering::Relaxed);
         shared.writes_failing.store(!sent, Ordering::Relaxed);
         if sent {
             backoff = RETRY_MIN;
             continue;
         }
+        replaying = true;
         if finish.is_cancelled() {
             warn!(
                 lost = pending.len(),
@@ -555,7 +569,7 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
 /// scripts take a replay of a write that landed already as a no-op or a refresh). Writes refused
 /// for a missing script are sent again at once after the scripts are loaded. True when all
 /// landed.
-async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
+async fn send(shared: &Shared, pending: &mut VecDeque<Write>, replaying: bool) -> bool {
     let take = pending
         .iter()
         .take(MAX_BATCH)
@@ -563,7 +577,7 @@ async fn send(shared: &Shared, pending: &mut VecDeque<Write>) -> bool {
         .count();
     let mut batch: Vec<Write> = pending
         .drain(..take)
-        .filter(|w| shared.still_wanted(w))
+        .filter(|w| shared.still_wanted(w, replaying))
         .collect();
     let mut results = pipeline(shared, batch.iter()).await;
     let noscript = |r: &Result<Value, fred::error::Error>| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT"));
