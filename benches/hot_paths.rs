@@ -3,7 +3,9 @@
 
 use divan::{black_box, Bencher};
 use presence_router::presence::UserView;
-use presence_router::presence::{HeartbeatGate, Presence, Rules, Status, Update};
+use presence_router::presence::{
+    HeartbeatGate, Presence, Rules, Status, Update, DEFAULT_RETENTION,
+};
 use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
 use std::sync::Arc;
 
@@ -69,6 +71,7 @@ fn online_core(users: &[Arc<str>]) -> Presence {
     let mut core = Presence::new(Rules {
         ttl: 60_000,
         offline_debounce: 5_000,
+        retention: DEFAULT_RETENTION,
     });
     for (conn, user) in users.iter().enumerate() {
         let _ = core.connect(user, conn as u64, None, 0);
@@ -84,7 +87,7 @@ fn core_heartbeat_10k_online(bencher: Bencher) {
     bencher.bench_local(|| {
         i += 1;
         let n = (i % 10_000) as usize;
-        core.heartbeat(&users[n], n as u64, 1_000 + i)
+        core.heartbeat(&users[n], n as u64, 1_000 + i, 1_000 + i)
     });
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::RedisServer;
 use presence_router::clock::Clock;
-use presence_router::presence::{Rules, Status};
+use presence_router::presence::{Rules, Status, DEFAULT_RETENTION};
 use presence_router::store::{Device, PresenceStore, RedisStore};
 use presence_router::tasks::Tasks;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ async fn main() {
     let rules = Rules {
         ttl: 60_000,
         offline_debounce: 5_000,
+        retention: DEFAULT_RETENTION,
     };
     let (store, _drain) = RedisStore::start(
         &server.url(),

@@ -5,7 +5,7 @@
 //! its environment variable.
 
 use crate::auth::Verifier;
-use crate::presence::Rules;
+use crate::presence::{Rules, DEFAULT_RETENTION};
 use clap::Args as ClapArgs;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -372,6 +372,7 @@ impl Config {
                 rules: Rules {
                     ttl: millis(ttl),
                     offline_debounce: millis(debounce),
+                    retention: DEFAULT_RETENTION,
                 },
                 heartbeat_min_interval: min_interval,
                 bulk_max_ids,
@@ -649,7 +650,8 @@ mod tests {
             config.rules,
             Rules {
                 ttl: 60_000,
-                offline_debounce: 5_000
+                offline_debounce: 5_000,
+                retention: DEFAULT_RETENTION,
             }
         );
         assert_eq!(config.heartbeat_min_interval, Duration::from_secs(25));

@@ -1,11 +1,17 @@
 //! The presence rules, and nothing else: no I/O, no clock, no locks.
 //!
-//! [`Presence`] holds every known user and decides each transition. Time is passed in as
+//! [`Record`] is one user's state as every store keeps it, and its methods are the only place
+//! transitions are decided: the embedded store keeps records in [`Presence`], the Redis store
+//! reads a record, applies the same methods and writes it back atomically. Time is passed in as
 //! milliseconds since the epoch; when a user needs to be looked at again later (TTL expiry, end
-//! of an offline debounce) an operation returns [`Effect::wake_at`] and the caller arranges for
-//! [`Presence::wake`] to be called then. [`HeartbeatGate`] is the per-connection rule that decides
-//! which heartbeats are worth a store write.
+//! of an offline debounce, end of the retention) [`Record::next_deadline`] says when, and the
+//! store arranges a wake then. [`HeartbeatGate`] is the per-connection rule that decides which
+//! heartbeats are worth a store write.
 
+mod record;
+
+pub use record::{ConnKey, Record};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +22,7 @@ pub type Millis = u64;
 pub type ConnId = u64;
 
 /// A user's presence status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// At least one device is connected and the TTL has not run out.
     Online,
@@ -31,7 +37,12 @@ pub struct Rules {
     pub ttl: Millis,
     /// How long after their last device leaves a user is reported offline (0 = at once).
     pub offline_debounce: Millis,
+    /// How long an offline user is remembered (for `lastSeen`) before being forgotten.
+    pub retention: Millis,
 }
+
+/// The default [`Rules::retention`]: 30 days.
+pub const DEFAULT_RETENTION: Millis = 30 * 24 * 3600 * 1000;
 
 /// One change of one user's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,120 +89,32 @@ pub struct UserView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct Effect {
-    /// A change to publish to every dashboard.
-    pub update: Option<Update>,
+    /// Changes to publish to every dashboard, in order (two when an expiry that was due is
+    /// settled before a return).
+    pub updates: Vec<Update>,
     /// Call [`Presence::wake`] for this user at this time.
     pub wake_at: Option<Millis>,
 }
 
-#[derive(Debug)]
-struct User {
-    /// Live connections and their device ids.
-    conns: Vec<(ConnId, Option<Arc<str>>)>,
-    status: Status,
-    version: u64,
-    last_seen: Millis,
-    device_id: Option<Arc<str>>,
-    /// When the TTL runs out, while online.
-    expires_at: Millis,
-    /// When the offline debounce ends, while online with no connection left.
-    offline_at: Option<Millis>,
-    /// When the last connection left (the `lastSeen` of a debounced offline).
-    left_at: Millis,
+/// A user in the embedded store: their record, and the wake-up asked for.
+#[derive(Debug, Default)]
+struct Slot {
+    record: Record,
     /// The earliest wake-up the caller has been asked for and that has not happened yet.
     armed: Option<Millis>,
 }
 
-impl User {
-    fn new() -> Self {
-        User {
-            conns: Vec::new(),
-            status: Status::Offline,
-            version: 0,
-            last_seen: 0,
-            device_id: None,
-            expires_at: 0,
-            offline_at: None,
-            left_at: 0,
-            armed: None,
-        }
-    }
-
-    fn view(&self, user_id: &Arc<str>) -> UserView {
-        UserView {
-            user_id: user_id.clone(),
-            status: self.status,
-            last_seen: self.last_seen,
-            device_id: self.device_id.clone(),
-            version: self.version,
-        }
-    }
-
-    fn transition(&mut self, user_id: &Arc<str>, status: Status, now: Millis) -> Update {
-        self.status = status;
-        self.version = next_version(self.version, now);
-        if status == Status::Offline {
-            self.offline_at = None;
-        }
-        Update {
-            user_id: user_id.clone(),
-            status,
-            version: self.version,
-            last_seen: self.last_seen,
-            device_id: self.device_id.clone(),
-            timestamp: now,
-        }
-    }
-
-    /// Marks the user as seen now on `conn`'s device; online again if they were not.
-    fn seen(
-        &mut self,
-        user_id: &Arc<str>,
-        conn: ConnId,
-        at: Millis,
-        ttl: Millis,
-    ) -> Option<Update> {
-        // The most recently active device: a held heartbeat written late does not take it over.
-        if at >= self.last_seen {
-            if let Some((_, Some(device))) = self.conns.iter().find(|(c, _)| *c == conn) {
-                self.device_id = Some(device.clone());
-            }
-        }
-        self.last_seen = self.last_seen.max(at);
-        self.expires_at = self.expires_at.max(at.saturating_add(ttl));
-        self.offline_at = None;
-        (self.status == Status::Offline).then(|| self.transition(user_id, Status::Online, at))
-    }
-
-    fn next_deadline(&self) -> Option<Millis> {
-        match self.status {
-            Status::Online => Some(
-                self.offline_at
-                    .map_or(self.expires_at, |at| at.min(self.expires_at)),
-            ),
-            Status::Offline => None,
-        }
-    }
-
-    /// Asks for a wake-up unless one at or before the next deadline is already pending.
-    fn arm(&mut self) -> Option<Millis> {
-        let deadline = self.next_deadline()?;
-        match self.armed {
-            Some(armed) if armed <= deadline => None,
-            _ => {
-                self.armed = Some(deadline);
-                Some(deadline)
-            }
-        }
-    }
-}
-
-/// Every user this process knows, and the rules that move them between online and offline.
+/// Every user this process knows (the embedded store's state), each a [`Record`].
 #[derive(Debug)]
 pub struct Presence {
     rules: Rules,
-    users: HashMap<Arc<str>, User>,
+    users: HashMap<Arc<str>, Slot>,
     online: usize,
+}
+
+/// The key of a connection of the embedded store (a router on its own).
+fn local(conn: ConnId) -> ConnKey {
+    ConnKey { router: 0, conn }
 }
 
 impl Presence {
@@ -209,15 +132,37 @@ impl Presence {
         self.online
     }
 
-    fn effect(&mut self, user_id: &Arc<str>, update: Option<Update>) -> Effect {
-        if let Some(update) = &update {
+    /// Runs one record operation and tells the caller what to publish and when to wake.
+    fn apply(
+        &mut self,
+        user_id: &Arc<str>,
+        create: bool,
+        op: impl FnOnce(&mut Record, &Rules, &mut Vec<Update>),
+    ) -> Effect {
+        let slot = match self.users.get_mut(user_id) {
+            Some(slot) => slot,
+            None if create => self.users.entry(user_id.clone()).or_default(),
+            None => return Effect::default(),
+        };
+        let mut updates = Vec::new();
+        op(&mut slot.record, &self.rules, &mut updates);
+        for update in &updates {
             match update.status {
                 Status::Online => self.online += 1,
                 Status::Offline => self.online -= 1,
             }
         }
-        let wake_at = self.users.get_mut(user_id).and_then(User::arm);
-        Effect { update, wake_at }
+        let wake_at =
+            slot.record
+                .next_deadline(&self.rules)
+                .and_then(|deadline| match slot.armed {
+                    Some(armed) if armed <= deadline => None,
+                    _ => {
+                        slot.armed = Some(deadline);
+                        Some(deadline)
+                    }
+                });
+        Effect { updates, wake_at }
     }
 
     /// A mobile connection opened: its user is online (no update if they already were, or if
@@ -229,83 +174,69 @@ impl Presence {
         device_id: Option<Arc<str>>,
         now: Millis,
     ) -> Effect {
-        let ttl = self.rules.ttl;
-        let user = self.users.entry(user_id.clone()).or_insert_with(User::new);
-        user.conns.push((conn, device_id));
-        let update = user.seen(user_id, conn, now, ttl);
-        self.effect(user_id, update)
+        self.apply(user_id, true, |record, rules, updates| {
+            record.connect(rules, user_id, local(conn), device_id, now, updates)
+        })
     }
 
-    /// A heartbeat from `conn` was written at `at`: the TTL restarts from then.
-    pub fn heartbeat(&mut self, user_id: &Arc<str>, conn: ConnId, at: Millis) -> Effect {
-        let ttl = self.rules.ttl;
-        let Some(user) = self.users.get_mut(user_id) else {
-            return Effect::default();
-        };
-        if !user.conns.iter().any(|(c, _)| *c == conn) {
-            return Effect::default();
-        }
-        let update = user.seen(user_id, conn, at, ttl);
-        self.effect(user_id, update)
+    /// A heartbeat from `conn`, received at `at`, is written at `now`: the TTL restarts from
+    /// `at`.
+    pub fn heartbeat(
+        &mut self,
+        user_id: &Arc<str>,
+        conn: ConnId,
+        at: Millis,
+        now: Millis,
+    ) -> Effect {
+        self.apply(user_id, false, |record, rules, updates| {
+            record.heartbeat(rules, user_id, local(conn), at, now, updates)
+        })
     }
 
     /// A mobile connection closed. When it was the user's last, they go offline after the
     /// debounce (at once when it is 0).
     pub fn disconnect(&mut self, user_id: &Arc<str>, conn: ConnId, now: Millis) -> Effect {
-        let debounce = self.rules.offline_debounce;
-        let Some(user) = self.users.get_mut(user_id) else {
-            return Effect::default();
-        };
-        let before = user.conns.len();
-        user.conns.retain(|(c, _)| *c != conn);
-        if user.conns.len() == before || !user.conns.is_empty() || user.status == Status::Offline {
-            return Effect::default();
-        }
-        user.left_at = now;
-        let update = if debounce == 0 {
-            user.last_seen = now;
-            Some(user.transition(user_id, Status::Offline, now))
-        } else {
-            user.offline_at = Some(now.saturating_add(debounce));
-            None
-        };
-        self.effect(user_id, update)
+        self.apply(user_id, false, |record, rules, updates| {
+            record.disconnect(rules, user_id, local(conn), now, updates)
+        })
     }
 
-    /// Time has come for a wake-up asked for earlier: expire or end the debounce if due.
+    /// Time has come for a wake-up asked for earlier: expire or end the debounce if due; forget
+    /// a user whose retention has passed.
     pub fn wake(&mut self, user_id: &Arc<str>, now: Millis) -> Effect {
-        let Some(user) = self.users.get_mut(user_id) else {
-            return Effect::default();
-        };
-        if user.armed.is_some_and(|armed| armed <= now) {
-            user.armed = None;
+        if let Some(slot) = self.users.get_mut(user_id) {
+            if slot.armed.is_some_and(|armed| armed <= now) {
+                slot.armed = None;
+            }
+            if slot.record.forgotten(&self.rules, now) {
+                self.users.remove(user_id);
+                return Effect::default();
+            }
         }
-        let update = match user.status {
-            Status::Online if user.expires_at <= now => {
-                user.last_seen = user.expires_at;
-                Some(user.transition(user_id, Status::Offline, now))
-            }
-            Status::Online if user.offline_at.is_some_and(|at| at <= now) => {
-                user.last_seen = user.left_at;
-                Some(user.transition(user_id, Status::Offline, now))
-            }
-            _ => None,
-        };
-        self.effect(user_id, update)
+        self.apply(user_id, false, |record, rules, updates| {
+            record.wake(rules, user_id, now, updates)
+        })
     }
 
-    /// The users online now, in no particular order.
-    pub fn online_users(&self) -> Vec<UserView> {
+    /// The users online at `now`, in no particular order.
+    pub fn online_users(&self, now: Millis) -> Vec<UserView> {
         self.users
             .iter()
-            .filter(|(_, u)| u.status == Status::Online)
-            .map(|(id, u)| u.view(id))
+            .map(|(id, slot)| slot.record.view(id, now))
+            .filter(|view| view.status == Status::Online)
             .collect()
     }
 
-    /// What is known of one user; `None` for a user never seen.
-    pub fn user(&self, user_id: &str) -> Option<UserView> {
-        self.users.get_key_value(user_id).map(|(id, u)| u.view(id))
+    /// What is known of one user at `now`; `None` for a user never seen (or forgotten).
+    pub fn user(&self, user_id: &str, now: Millis) -> Option<UserView> {
+        self.users
+            .get_key_value(user_id)
+            .map(|(id, slot)| slot.record.view(id, now))
+    }
+
+    /// How many users are known, online or not (the retention bounds it).
+    pub fn known_count(&self) -> usize {
+        self.users.len()
     }
 }
 

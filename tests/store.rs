@@ -5,7 +5,7 @@ mod common;
 
 use common::RedisServer;
 use presence_router::clock::Clock;
-use presence_router::presence::{Rules, Status};
+use presence_router::presence::{Rules, Status, DEFAULT_RETENTION};
 use presence_router::store::{Device, Feed, FeedEvent, MemoryStore, PresenceStore, RedisStore};
 use presence_router::tasks::Tasks;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 const RULES: Rules = Rules {
     ttl: 2_000,
     offline_debounce: 1_000,
+    retention: DEFAULT_RETENTION,
 };
 
 fn ms(n: u64) -> Duration {

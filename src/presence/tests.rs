@@ -9,6 +9,7 @@ fn core(debounce: Millis) -> Presence {
     Presence::new(Rules {
         ttl: TTL,
         offline_debounce: debounce,
+        retention: DEFAULT_RETENTION,
     })
 }
 
@@ -21,7 +22,7 @@ fn device(id: &str) -> Option<Arc<str>> {
 }
 
 fn status_of(effect: &Effect) -> Option<Status> {
-    effect.update.as_ref().map(|u| u.status)
+    effect.updates.last().map(|u| u.status)
 }
 
 #[test]
@@ -29,7 +30,7 @@ fn connecting_makes_the_user_online_once() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
     let first = p.connect(&alice, 1, device("phone"), 1_000);
-    let update = first.update.expect("online update");
+    let update = first.updates.last().cloned().expect("online update");
     assert_eq!(update.status, Status::Online);
     assert_eq!(
         update.version, 1_000,
@@ -42,10 +43,14 @@ fn connecting_makes_the_user_online_once() {
 
     let second = p.connect(&alice, 2, device("tablet"), 2_000);
     assert_eq!(
-        second.update, None,
+        second.updates.last(),
+        None,
         "a second device changes nothing visible"
     );
-    assert_eq!(p.user("alice").expect("known").device_id, device("tablet"));
+    assert_eq!(
+        p.user("alice", 0).expect("known").device_id,
+        device("tablet")
+    );
 }
 
 #[test]
@@ -54,11 +59,16 @@ fn closing_goes_offline_only_after_the_debounce() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let closed = p.disconnect(&alice, 1, 10_000);
-    assert_eq!(closed.update, None);
+    assert_eq!(closed.updates.last(), None);
     assert_eq!(closed.wake_at, Some(10_000 + DEBOUNCE));
 
-    assert_eq!(p.wake(&alice, 14_999).update, None, "not yet due");
-    let offline = p.wake(&alice, 15_000).update.expect("offline update");
+    assert_eq!(p.wake(&alice, 14_999).updates.last(), None, "not yet due");
+    let offline = p
+        .wake(&alice, 15_000)
+        .updates
+        .last()
+        .cloned()
+        .expect("offline update");
     assert_eq!(offline.status, Status::Offline);
     assert_eq!(offline.version, 15_000);
     assert_eq!(
@@ -75,14 +85,14 @@ fn reconnecting_inside_the_debounce_produces_no_update() {
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let _ = p.disconnect(&alice, 1, 10_000);
     let back = p.connect(&alice, 2, device("phone"), 12_000);
-    assert_eq!(back.update, None);
+    assert_eq!(back.updates.last(), None);
     assert_eq!(
-        p.wake(&alice, 15_000).update,
+        p.wake(&alice, 15_000).updates.last(),
         None,
         "the old debounce deadline does nothing"
     );
     assert_eq!(
-        p.user("alice").expect("known").version,
+        p.user("alice", 0).expect("known").version,
         1,
         "one change, at 0 ms"
     );
@@ -95,7 +105,10 @@ fn a_debounce_of_zero_goes_offline_at_once() {
     let _ = p.connect(&alice, 1, None, 0);
     let closed = p.disconnect(&alice, 1, 3_000);
     assert_eq!(status_of(&closed), Some(Status::Offline));
-    assert_eq!(closed.update.expect("update").last_seen, 3_000);
+    assert_eq!(
+        closed.updates.last().cloned().expect("update").last_seen,
+        3_000
+    );
 }
 
 #[test]
@@ -104,8 +117,8 @@ fn the_user_stays_online_until_the_last_device_leaves() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let _ = p.connect(&alice, 2, device("tablet"), 0);
-    assert_eq!(p.disconnect(&alice, 1, 1_000).update, None);
-    assert_eq!(p.user("alice").expect("known").status, Status::Online);
+    assert_eq!(p.disconnect(&alice, 1, 1_000).updates.last(), None);
+    assert_eq!(p.user("alice", 0).expect("known").status, Status::Online);
     assert_eq!(
         status_of(&p.disconnect(&alice, 2, 2_000)),
         Some(Status::Offline)
@@ -118,7 +131,7 @@ fn heartbeats_push_the_expiry_back() {
     let alice = user("alice");
     let first = p.connect(&alice, 1, None, 0);
     assert_eq!(first.wake_at, Some(TTL));
-    let beat = p.heartbeat(&alice, 1, 30_000);
+    let beat = p.heartbeat(&alice, 1, 30_000, 30_000);
     assert_eq!(
         beat,
         Effect::default(),
@@ -127,11 +140,17 @@ fn heartbeats_push_the_expiry_back() {
 
     let early = p.wake(&alice, TTL);
     assert_eq!(
-        early.update, None,
+        early.updates.last(),
+        None,
         "still online: the heartbeat moved the deadline"
     );
     assert_eq!(early.wake_at, Some(30_000 + TTL));
-    let expired = p.wake(&alice, 30_000 + TTL).update.expect("expired");
+    let expired = p
+        .wake(&alice, 30_000 + TTL)
+        .updates
+        .last()
+        .cloned()
+        .expect("expired");
     assert_eq!(expired.status, Status::Offline);
     assert_eq!(expired.last_seen, 30_000 + TTL);
 }
@@ -142,8 +161,8 @@ fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back(
     let alice = user("alice");
     let _ = p.connect(&alice, 1, None, 0);
     assert_eq!(status_of(&p.wake(&alice, TTL)), Some(Status::Offline));
-    let back = p.heartbeat(&alice, 1, TTL + 5_000);
-    let update = back.update.expect("online again");
+    let back = p.heartbeat(&alice, 1, TTL + 5_000, TTL + 5_000);
+    let update = back.updates.last().cloned().expect("online again");
     assert_eq!(
         (update.status, update.version),
         (Status::Online, TTL + 5_000)
@@ -159,9 +178,9 @@ fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back(
 fn a_heartbeat_from_an_unknown_connection_changes_nothing() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    assert_eq!(p.heartbeat(&alice, 9, 0), Effect::default());
+    assert_eq!(p.heartbeat(&alice, 9, 0, 0), Effect::default());
     let _ = p.connect(&alice, 1, None, 0);
-    assert_eq!(p.heartbeat(&alice, 9, 1_000), Effect::default());
+    assert_eq!(p.heartbeat(&alice, 9, 1_000, 1_000), Effect::default());
     assert_eq!(p.disconnect(&alice, 9, 1_000), Effect::default());
 }
 
@@ -170,10 +189,10 @@ fn versions_strictly_increase_through_every_kind_of_change() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
     let mut versions = Vec::new();
-    let mut note = |e: Effect| versions.extend(e.update.map(|u| u.version));
+    let mut note = |e: Effect| versions.extend(e.updates.iter().map(|u| u.version));
     note(p.connect(&alice, 1, None, 0));
     note(p.wake(&alice, TTL));
-    note(p.heartbeat(&alice, 1, TTL + 1));
+    note(p.heartbeat(&alice, 1, TTL + 1, TTL + 1));
     note(p.disconnect(&alice, 1, TTL + 2));
     note(p.wake(&alice, TTL + 2 + DEBOUNCE));
     note(p.connect(&alice, 2, None, TTL + 10_000));
@@ -195,13 +214,17 @@ fn versions_stay_above_those_of_a_forgotten_past() {
         let t = 1_000 + i;
         last = before
             .connect(&alice, 1, None, t)
-            .update
+            .updates
+            .last()
+            .cloned()
             .expect("online")
             .version;
         last = last.max(
             before
                 .disconnect(&alice, 1, t)
-                .update
+                .updates
+                .last()
+                .cloned()
                 .expect("offline")
                 .version,
         );
@@ -209,7 +232,9 @@ fn versions_stay_above_those_of_a_forgotten_past() {
     let mut after = core(0);
     let back = after
         .connect(&alice, 1, None, 1_010)
-        .update
+        .updates
+        .last()
+        .cloned()
         .expect("online");
     assert!(back.version > last, "{} after {last}", back.version);
     assert_eq!(next_version(7, 3), 8);
@@ -226,7 +251,12 @@ fn the_earliest_deadline_wins_and_only_one_wake_up_is_pending() {
         closed.wake_at, None,
         "the TTL wake-up at 60 s comes first already"
     );
-    let expired = p.wake(&alice, TTL).update.expect("offline");
+    let expired = p
+        .wake(&alice, TTL)
+        .updates
+        .last()
+        .cloned()
+        .expect("offline");
     assert_eq!(
         expired.last_seen, TTL,
         "expiry came before the debounce ended"
@@ -241,11 +271,11 @@ fn the_snapshot_lists_exactly_the_online_users() {
     let _ = p.connect(&alice, 1, device("a"), 0);
     let _ = p.connect(&bob, 2, None, 0);
     let _ = p.disconnect(&bob, 2, 1);
-    let online = p.online_users();
+    let online = p.online_users(1);
     assert_eq!(online.len(), 1);
     assert_eq!(online[0].user_id, alice);
-    assert_eq!(p.user("bob").expect("known").status, Status::Offline);
-    assert_eq!(p.user("carol"), None);
+    assert_eq!(p.user("bob", 0).expect("known").status, Status::Offline);
+    assert_eq!(p.user("carol", 0), None);
 }
 
 #[test]
@@ -289,6 +319,102 @@ fn a_late_written_heartbeat_does_not_take_over_the_device() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let _ = p.connect(&alice, 2, device("tablet"), 5_000);
-    let _ = p.heartbeat(&alice, 1, 3_000);
-    assert_eq!(p.user("alice").expect("known").device_id, device("tablet"));
+    let _ = p.heartbeat(&alice, 1, 3_000, 3_000);
+    assert_eq!(
+        p.user("alice", 0).expect("known").device_id,
+        device("tablet")
+    );
+}
+
+/// A device that went silent (its deadline passed, socket still open) does not keep its user
+/// online once the other device leaves: the debounce runs as if it were gone.
+#[test]
+fn a_silent_device_does_not_hold_the_user_online_when_the_other_leaves() {
+    let mut p = core(DEBOUNCE);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, device("phone"), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), 0);
+    let _ = p.heartbeat(&alice, 2, TTL - 1_000, TTL - 1_000);
+    let left = p.disconnect(&alice, 2, TTL + 1_000);
+    assert_eq!(left.updates.last(), None, "the debounce runs");
+    let offline = p
+        .wake(&alice, TTL + 1_000 + DEBOUNCE)
+        .updates
+        .pop()
+        .expect("offline after the debounce");
+    assert_eq!(offline.last_seen, TTL + 1_000);
+}
+
+/// A heartbeat written after its connection's leave (a late write) changes nothing.
+#[test]
+fn a_late_heartbeat_after_the_leave_changes_nothing() {
+    let mut p = core(0);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.disconnect(&alice, 1, 1_000);
+    assert_eq!(p.heartbeat(&alice, 1, 900, 1_100).updates, vec![]);
+    assert_eq!(
+        p.user("alice", 1_100).expect("known").status,
+        Status::Offline
+    );
+}
+
+/// An expiry a store's timers have not processed yet is settled first, whatever the timers'
+/// lag: offline at the TTL, then online again with the heartbeat.
+#[test]
+fn an_unprocessed_expiry_is_settled_before_a_return() {
+    let mut p = core(DEBOUNCE);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, None, 0);
+    assert_eq!(p.user("alice", TTL).expect("known").status, Status::Offline);
+    let back = p.heartbeat(&alice, 1, TTL + 50, TTL + 50);
+    let statuses: Vec<(Status, Millis)> = back
+        .updates
+        .iter()
+        .map(|u| (u.status, u.last_seen))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(Status::Offline, TTL), (Status::Online, TTL + 50)]
+    );
+}
+
+/// An offline user is forgotten once the retention has passed, so memory stays bounded.
+#[test]
+fn an_offline_user_is_forgotten_after_the_retention() {
+    let mut p = core(0);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.disconnect(&alice, 1, 1_000);
+    // The wake-up armed at connect (the TTL) comes first and asks for the next one.
+    let at_ttl = p.wake(&alice, TTL);
+    assert_eq!(at_ttl.wake_at, Some(1_000 + DEFAULT_RETENTION));
+    assert!(
+        p.user("alice", TTL).is_some(),
+        "remembered for its lastSeen"
+    );
+    let _ = p.wake(&alice, 1_000 + DEFAULT_RETENTION);
+    assert_eq!(p.user("alice", 1_000 + DEFAULT_RETENTION), None);
+    assert_eq!(p.known_count(), 0);
+}
+
+/// A record survives its trip through the Redis store's JSON unchanged.
+#[test]
+fn a_record_round_trips_through_json() {
+    let rules = Rules {
+        ttl: TTL,
+        offline_debounce: DEBOUNCE,
+        retention: DEFAULT_RETENTION,
+    };
+    let alice = user("alice");
+    let mut record = Record::default();
+    let key = ConnKey { router: 7, conn: 3 };
+    let mut updates = Vec::new();
+    record.connect(&rules, &alice, key, device("phone"), 1_000, &mut updates);
+    record.disconnect(&rules, &alice, key, 2_000, &mut updates);
+    let json = serde_json::to_string(&record).expect("json");
+    assert_eq!(
+        serde_json::from_str::<Record>(&json).expect("parse"),
+        record
+    );
 }

@@ -44,7 +44,7 @@ struct State {
 impl State {
     /// Publishes and schedules what a core operation asked for.
     fn apply(&mut self, effect: Effect, user_id: &Arc<str>, shared: &Shared) {
-        if let Some(update) = effect.update {
+        for update in effect.updates {
             self.seq += 1;
             // No subscriber is not an error: nobody is watching.
             let _ = shared.feed.send(Arc::new(FeedEvent::Update(Published::new(
@@ -167,8 +167,8 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn heartbeat(&self, device: &Device, at: Millis) -> Result<(), StoreError> {
-        self.with_core(&device.user_id, |p, _| {
-            p.heartbeat(&device.user_id, device.conn, at)
+        self.with_core(&device.user_id, |p, now| {
+            p.heartbeat(&device.user_id, device.conn, at, now)
         });
         Ok(())
     }
@@ -185,9 +185,10 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let now = self.shared.clock.now_ms();
         let (mut users, seq) = {
             let state = self.lock();
-            (state.presence.online_users(), state.seq)
+            (state.presence.online_users(now), state.seq)
         };
         users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(Arc::new(Snapshot {
@@ -198,11 +199,12 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
+        let now = self.shared.clock.now_ms();
         let state = self.lock();
         Ok(user_ids
             .iter()
             .map(|id| {
-                state.presence.user(id).unwrap_or_else(|| UserView {
+                state.presence.user(id, now).unwrap_or_else(|| UserView {
                     user_id: id.clone(),
                     status: Status::Offline,
                     last_seen: 0,

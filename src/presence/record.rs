@@ -1,0 +1,280 @@
+//! One user's presence as every store keeps it, and the transitions of the rules on it.
+
+use super::{next_version, Millis, Rules, Status, Update, UserView};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Names one connection among every router's: the router (0 for a router on its own) and the
+/// connection's number there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnKey {
+    /// The router that holds the connection.
+    #[serde(rename = "r")]
+    pub router: u64,
+    /// The connection's number on that router.
+    #[serde(rename = "c")]
+    pub conn: u64,
+}
+
+/// One connection of a user, with its own deadline: it counts as live until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Conn {
+    #[serde(rename = "k")]
+    key: ConnKey,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<Arc<str>>,
+    /// Its last write plus the TTL.
+    #[serde(rename = "t")]
+    deadline: Millis,
+}
+
+/// Everything the rules know of one user. Stores keep it as it is (the Redis store as JSON) and
+/// change it only through these methods, so every store makes the same decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Open connections: removed by their own disconnect only. One whose deadline has passed
+    /// (silent, or on a router that died) no longer keeps the user online.
+    #[serde(rename = "c", default)]
+    conns: Vec<Conn>,
+    #[serde(rename = "s")]
+    status: Status,
+    #[serde(rename = "v")]
+    version: u64,
+    #[serde(rename = "l")]
+    last_seen: Millis,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<Arc<str>>,
+    /// When the TTL runs out, while online.
+    #[serde(rename = "e")]
+    expires_at: Millis,
+    /// When the offline debounce ends, while online with no live connection.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    offline_at: Option<Millis>,
+    /// When the last live connection left (the `lastSeen` of a debounced offline).
+    #[serde(rename = "a")]
+    left_at: Millis,
+    /// When the status last changed (the retention of an offline user counts from it).
+    #[serde(rename = "x")]
+    changed_at: Millis,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            conns: Vec::new(),
+            status: Status::Offline,
+            version: 0,
+            last_seen: 0,
+            device_id: None,
+            expires_at: 0,
+            offline_at: None,
+            left_at: 0,
+            changed_at: 0,
+        }
+    }
+}
+
+impl Record {
+    /// The status the record holds (see [`Record::view`] for what it means at a given time).
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The version of the last change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When the TTL runs out, while online.
+    pub fn expires_at(&self) -> Millis {
+        self.expires_at
+    }
+
+    /// A mobile connection opened at `now`. Every operation first settles what is due at its
+    /// time (so an expiry not yet processed by a store's timers is reported, then the return),
+    /// and pushes the changes it makes to `updates`, in order.
+    pub fn connect(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        key: ConnKey,
+        device_id: Option<Arc<str>>,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        self.wake(rules, user_id, now, updates);
+        self.conns.retain(|c| c.key != key);
+        self.conns.push(Conn {
+            key,
+            device_id,
+            deadline: now.saturating_add(rules.ttl),
+        });
+        updates.extend(self.seen(rules, user_id, key, now));
+    }
+
+    /// A heartbeat of connection `key`, received at `at`, is written at `now`. A heartbeat of a
+    /// connection that is not open (it left already) changes nothing.
+    pub fn heartbeat(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        key: ConnKey,
+        at: Millis,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        if !self.conns.iter().any(|c| c.key == key) {
+            return;
+        }
+        self.wake(rules, user_id, now, updates);
+        if let Some(conn) = self.conns.iter_mut().find(|c| c.key == key) {
+            conn.deadline = conn.deadline.max(at.saturating_add(rules.ttl));
+        }
+        // A heartbeat older than the TTL brings no one back.
+        if at.saturating_add(rules.ttl) > now {
+            updates.extend(self.seen(rules, user_id, key, at));
+        }
+    }
+
+    /// Connection `key` closed at `now`. When no live connection is left the user goes offline
+    /// after the debounce (at once when it is 0).
+    pub fn disconnect(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        key: ConnKey,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        let before = self.conns.len();
+        self.conns.retain(|c| c.key != key);
+        if self.conns.len() == before {
+            return;
+        }
+        self.wake(rules, user_id, now, updates);
+        // Already offline, still connected elsewhere, or already in the debounce of an earlier
+        // leave (a silent connection closing now does not restart it).
+        if self.status == Status::Offline
+            || self.conns.iter().any(|c| c.deadline > now)
+            || self.offline_at.is_some()
+        {
+            return;
+        }
+        self.left_at = now;
+        if rules.offline_debounce == 0 {
+            self.last_seen = now;
+            updates.push(self.transition(user_id, Status::Offline, now));
+        } else {
+            self.offline_at = Some(now.saturating_add(rules.offline_debounce));
+        }
+    }
+
+    /// Looks at the user at `now`: the TTL or the debounce ends when due.
+    pub fn wake(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        self.prune(rules, now);
+        if let Some(last_seen) = self.due(now) {
+            self.last_seen = last_seen;
+            updates.push(self.transition(user_id, Status::Offline, now));
+        }
+    }
+
+    /// When the record needs looking at next: the TTL or the debounce while online, the end of
+    /// the retention while offline.
+    pub fn next_deadline(&self, rules: &Rules) -> Option<Millis> {
+        match self.status {
+            Status::Online => Some(
+                self.offline_at
+                    .map_or(self.expires_at, |at| at.min(self.expires_at)),
+            ),
+            Status::Offline => Some(self.changed_at.saturating_add(rules.retention)),
+        }
+    }
+
+    /// An offline user whose retention has passed, with no open connection: to be forgotten.
+    pub fn forgotten(&self, rules: &Rules, now: Millis) -> bool {
+        self.status == Status::Offline
+            && self.changed_at.saturating_add(rules.retention) <= now
+            && self.conns.iter().all(|c| c.deadline <= now)
+    }
+
+    /// What the user is at `now`, as a wake at `now` would decide, without deciding it.
+    pub fn view(&self, user_id: &Arc<str>, now: Millis) -> UserView {
+        let (status, last_seen) = match self.due(now) {
+            Some(last_seen) => (Status::Offline, last_seen),
+            None => (self.status, self.last_seen),
+        };
+        UserView {
+            user_id: user_id.clone(),
+            status,
+            last_seen,
+            device_id: self.device_id.clone(),
+            version: self.version,
+        }
+    }
+
+    /// When an online user is due to go offline at `now`: the `lastSeen` they go with.
+    fn due(&self, now: Millis) -> Option<Millis> {
+        if self.status != Status::Online {
+            return None;
+        }
+        if self.expires_at <= now {
+            return Some(self.expires_at);
+        }
+        match self.offline_at {
+            Some(at) if at <= now => Some(self.left_at),
+            _ => None,
+        }
+    }
+
+    /// Forgets connections silent for longer than the retention (their router died long ago).
+    fn prune(&mut self, rules: &Rules, now: Millis) {
+        self.conns
+            .retain(|c| c.deadline.saturating_add(rules.retention) > now);
+    }
+
+    fn transition(&mut self, user_id: &Arc<str>, status: Status, now: Millis) -> Update {
+        self.status = status;
+        self.version = next_version(self.version, now);
+        self.changed_at = now;
+        self.offline_at = None;
+        Update {
+            user_id: user_id.clone(),
+            status,
+            version: self.version,
+            last_seen: self.last_seen,
+            device_id: self.device_id.clone(),
+            timestamp: now,
+        }
+    }
+
+    /// The user is seen at `at` on connection `key`; online again if they were not.
+    fn seen(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        key: ConnKey,
+        at: Millis,
+    ) -> Option<Update> {
+        // The most recently active device: a held heartbeat written late does not take it over.
+        if at >= self.last_seen {
+            if let Some(device) = self
+                .conns
+                .iter()
+                .find(|c| c.key == key)
+                .and_then(|c| c.device_id.clone())
+            {
+                self.device_id = Some(device);
+            }
+        }
+        self.last_seen = self.last_seen.max(at);
+        self.expires_at = self.expires_at.max(at.saturating_add(rules.ttl));
+        self.offline_at = None;
+        (self.status == Status::Offline).then(|| self.transition(user_id, Status::Online, at))
+    }
+}
