@@ -28,6 +28,7 @@ async fn main() {
     };
     let (store, _drain) = RedisStore::start(
         &server.url(),
+        "presence:",
         rules,
         clock,
         1024,

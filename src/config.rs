@@ -42,6 +42,8 @@ pub mod defaults {
     pub const PRESENCE_MAX_CONNECTIONS: &str = "100000";
     /// `PRESENCE_API_AUTH`.
     pub const PRESENCE_API_AUTH: &str = "jwt";
+    /// `REDIS_KEY_PREFIX`.
+    pub const REDIS_KEY_PREFIX: &str = "presence:";
 }
 
 /// Raw settings, one per environment variable (each also a `--flag`).
@@ -98,6 +100,9 @@ pub struct Args {
     /// Redis password.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
+    /// Prefix of every Redis key and channel (two deployments can share a database).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = defaults::REDIS_KEY_PREFIX)]
+    pub redis_key_prefix: Option<String>,
     /// HMAC secret for HS256/384/512 tokens (alias SECRET_KEY).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -145,6 +150,8 @@ pub struct Config {
     pub secret: Option<Vec<u8>>,
     /// Where the Redis store is; `None` runs on the embedded store.
     pub redis_url: Option<String>,
+    /// See [`Args::redis_key_prefix`].
+    pub redis_key_prefix: String,
 }
 
 /// Every bad setting found, one line each.
@@ -346,6 +353,18 @@ impl Config {
             },
         );
         let listen = listen_address(&mut c, &host, port);
+        let redis_key_prefix = c.get(
+            "REDIS_KEY_PREFIX",
+            &args.redis_key_prefix,
+            defaults::REDIS_KEY_PREFIX,
+            |text| match text {
+                "" => Err("must not be empty".to_owned()),
+                t if t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                    Err(format!("{t:?} has spaces or control characters"))
+                }
+                t => Ok(t.to_owned()),
+            },
+        );
 
         if ttl.is_zero() {
             c.fail("PRESENCE_TTL: must be more than 0".into());
@@ -386,6 +405,7 @@ impl Config {
                 verifier,
                 secret,
                 redis_url,
+                redis_key_prefix,
             }),
             _ => Err(ConfigError(c.0)),
         }

@@ -40,9 +40,15 @@ pub async fn serve(
             server::run(listener, config, store, clock, tasks).await;
         }
         Some(url) => {
-            let (store, drain) =
-                RedisStore::start(&url, config.rules, clock, config.dashboard_queue, &tasks)
-                    .await?;
+            let (store, drain) = RedisStore::start(
+                &url,
+                &config.redis_key_prefix,
+                config.rules,
+                clock,
+                config.dashboard_queue,
+                &tasks,
+            )
+            .await?;
             server::run(listener, config, store, clock, tasks).await;
             drain.wait(DRAIN_LIMIT).await;
         }

@@ -214,6 +214,7 @@ async fn redis(server: &RedisServer, capacity: usize) -> (RedisStore, Clock, Can
     let clock = Clock::start();
     let (store, _drain) = RedisStore::start(
         &server.url(),
+        "presence:",
         RULES,
         clock,
         capacity,

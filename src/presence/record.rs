@@ -90,6 +90,16 @@ impl Record {
         self.expires_at
     }
 
+    /// The last connect or heartbeat while online; when they went offline.
+    pub fn last_seen(&self) -> Millis {
+        self.last_seen
+    }
+
+    /// The most recently active device, when it had an id.
+    pub fn device_id(&self) -> Option<&Arc<str>> {
+        self.device_id.as_ref()
+    }
+
     /// A mobile connection opened at `now`. Every operation first settles what is due at its
     /// time (so an expiry not yet processed by a store's timers is reported, then the return),
     /// and pushes the changes it makes to `updates`, in order.

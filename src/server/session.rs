@@ -10,7 +10,7 @@ use super::Context;
 use crate::auth::{Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
 use crate::presence::{ConnId, HeartbeatGate, Millis};
-use crate::store::{Device, Feed, FeedEvent, PresenceStore};
+use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
 use crate::wire::{encode_error, encode_snapshot, encode_update, ErrorCode, Frame, MessageType};
 use bytes::Bytes;
 use std::pin::Pin;
@@ -123,12 +123,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         // The feed first: whatever happens while the snapshot is taken is then in one or both.
         let feed = ctx.store.feed();
         match send_snapshot(&ctx, &mut conn, &peer).await {
-            Ok(seq) => {
-                watch = Some(Watch {
-                    feed,
-                    seen_through: seq,
-                })
-            }
+            Ok(snapshot) => watch = Some(Watch { feed, snapshot }),
             Err(ending) => return end(conn, ending).await,
         }
     }
@@ -147,18 +142,18 @@ async fn end(conn: Connection, ending: Ending) {
     }
 }
 
-/// A dashboard's view of the feed: updates up to `seen_through` are in its last snapshot.
+/// A dashboard's view of the feed: what its last snapshot reflects is not sent again.
 struct Watch {
     feed: Feed,
-    seen_through: u64,
+    snapshot: Arc<Snapshot>,
 }
 
-/// Sends a fresh snapshot; returns the sequence number it reflects.
+/// Sends a fresh snapshot; returns it, to tell which feed updates follow it.
 async fn send_snapshot<S: PresenceStore>(
     ctx: &Context<S>,
     conn: &mut Connection,
     peer: &Peer,
-) -> Result<u64, Ending> {
+) -> Result<Arc<Snapshot>, Ending> {
     let snapshot = ctx.store.snapshot().await.map_err(|e| {
         report(ctx, Err(e));
         Ending::Close(1011, "presence store unavailable")
@@ -167,7 +162,7 @@ async fn send_snapshot<S: PresenceStore>(
     conn.send(Bytes::from(frame))
         .await
         .map_err(|_| Ending::Drop)?;
-    Ok(snapshot.seq)
+    Ok(snapshot)
 }
 
 /// Counts a failed store operation. Logged at debug only: while a store is down every
@@ -280,7 +275,7 @@ async fn serve<S: PresenceStore>(
             }
             event = next_event(watch.as_mut().map(|w| &mut w.feed)) => match (event, watch.as_mut()) {
                 (Ok(event), Some(watch)) => match &*event {
-                    FeedEvent::Update(published) if published.seq > watch.seen_through => {
+                    FeedEvent::Update(published) if watch.snapshot.is_news(published) => {
                         if conn.send(published.frame(encode_update)).await.is_err() {
                             return Ending::Drop;
                         }
@@ -288,7 +283,7 @@ async fn serve<S: PresenceStore>(
                     }
                     FeedEvent::Update(_) => {}
                     FeedEvent::Resync => match send_snapshot(ctx, conn, peer).await {
-                        Ok(seq) => watch.seen_through = seq,
+                        Ok(snapshot) => watch.snapshot = snapshot,
                         Err(ending) => return ending,
                     },
                 },

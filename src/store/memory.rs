@@ -191,11 +191,7 @@ impl PresenceStore for MemoryStore {
             (state.presence.online_users(now), state.seq)
         };
         users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
-        Ok(Arc::new(Snapshot {
-            timestamp: self.shared.clock.now_ms(),
-            seq,
-            users,
-        }))
+        Ok(Arc::new(Snapshot::new(now, seq, seq, users)))
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {

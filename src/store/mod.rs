@@ -11,6 +11,7 @@ pub use redis::{redacted_url, Drain, RedisStore};
 
 use crate::presence::{ConnId, Millis, Update, UserView};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use thiserror::Error;
@@ -68,18 +69,57 @@ pub enum FeedEvent {
 /// [`broadcast::error::RecvError::Lagged`].
 pub type Feed = broadcast::Receiver<Arc<FeedEvent>>;
 
-/// The users online at one moment.
+/// The users online at one moment (or, read in pages, over a short while).
 ///
-/// Take the feed first, then the snapshot: feed updates whose `seq` is not above the snapshot's
-/// are already reflected in it and must be skipped; all later ones follow it.
-#[derive(Debug, Clone)]
+/// Take the feed first, then the snapshot, then send the feed updates [`Snapshot::is_news`]
+/// accepts: none is missed and none the snapshot already reflects is sent.
+#[derive(Debug)]
 pub struct Snapshot {
     /// When it was taken.
     pub timestamp: Millis,
-    /// The sequence number of the last change it reflects.
+    /// Every change up to this sequence number is reflected.
     pub seq: u64,
+    /// Changes after `seq` up to this one happened while it was read: each may be reflected.
+    pub unsure_through: u64,
     /// The online users, each with the version this snapshot reflects.
     pub users: Vec<UserView>,
+    /// The users' versions by id, built when first needed.
+    versions: OnceLock<HashMap<Arc<str>, u64>>,
+}
+
+impl Snapshot {
+    /// A snapshot reflecting every change up to `seq`, and maybe some up to `unsure_through`.
+    pub fn new(timestamp: Millis, seq: u64, unsure_through: u64, users: Vec<UserView>) -> Self {
+        Snapshot {
+            timestamp,
+            seq,
+            unsure_through: unsure_through.max(seq),
+            users,
+            versions: OnceLock::new(),
+        }
+    }
+
+    /// Whether a feed update is news to a dashboard that got this snapshot: after it, or in the
+    /// unsure range with a version above the one the snapshot shows for that user.
+    pub fn is_news(&self, published: &Published) -> bool {
+        if published.seq <= self.seq {
+            return false;
+        }
+        if published.seq > self.unsure_through {
+            return true;
+        }
+        let versions = self.versions.get_or_init(|| {
+            self.users
+                .iter()
+                .map(|u| (u.user_id.clone(), u.version))
+                .collect()
+        });
+        let shown = versions
+            .get(&published.update.user_id)
+            .copied()
+            .unwrap_or(0);
+        published.update.version > shown
+    }
 }
 
 /// How the store is doing, for `/health` and `/ready`.

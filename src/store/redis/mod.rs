@@ -1,16 +1,21 @@
-//! The Redis store: TTL keys are the truth, Lua scripts decide each transition atomically, and
-//! `presence:updates` carries every change to every router.
+//! The Redis store: each user's [`crate::presence::Record`] lives in Redis, the rules of
+//! `presence` decide every change in the router, `apply.lua` writes the decided record
+//! atomically (a compare-and-set on its revision) and publishes each change once on
+//! `presence:updates`, which carries it to every router.
 //!
 //! Tasks (all stopped by the shutdown token, the writer once it has drained):
-//! - the **writer** sends connects, heartbeats, leaves and wake-ups as pipelines of EVALSHA, in
-//!   order, one round trip per batch;
+//! - the **writer** applies connects, heartbeats, leaves and wake-ups in order, in batches: one
+//!   round trip reads the batch's records, one writes them back (see `records`);
 //! - the **listener** forwards `presence:updates` to this router's feed and turns keyspace
 //!   `expired` events into wake-ups (the fast path);
-//! - the **sweeper** runs the sweep script over `presence:deadlines` (the guarantee: safe on every
-//!   router at once, and nothing is lost while notifications are off or a router was away);
-//! - the **rebuilder** reloads the scripts, re-enables notifications and re-registers every live
-//!   connection of this router each time the connection to Redis is (re)established.
+//! - the **sweeper** turns every passed deadline of `presence:deadlines` into a wake-up (the
+//!   guarantee: safe on every router at once, and nothing is lost while notifications are off or
+//!   a router was away);
+//! - the **rebuilder** reloads the script and re-enables notifications on every (re)connect, and
+//!   restores this router's live connections when Redis has lost its data.
 
+mod keys;
+mod records;
 mod scripts;
 mod tasks;
 
@@ -18,10 +23,11 @@ use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreH
 use crate::clock::Clock;
 use crate::presence::{ConnId, Millis, Rules, Status, UserView};
 use crate::tasks::Tasks;
-use fred::prelude::{Builder, ClientLike, Config as FredConfig, Options, ReconnectPolicy};
-use fred::types::Value;
+use fred::prelude::{Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use keys::Keys;
 use scripts::Scripts;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,8 +62,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 /// Most users one sweep handles; a full sweep is followed at once by another.
 const SWEEP_LIMIT: usize = 1_000;
 
-/// How long the snapshot script may take (it reads every online user).
+/// How long a snapshot may take in all (it reads every online user, a page at a time).
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Users asked for per page of a snapshot: each page is one ZSCAN and one pipeline of reads,
+/// small enough that other clients of Redis never wait behind it for long.
+const SNAPSHOT_PAGE: u32 = 500;
 
 /// How long start-up waits for Redis to be ready (scripts loaded, subscribed) before the router
 /// serves anyway, degraded: long enough for a busy Redis, short enough for one that is down.
@@ -79,21 +89,17 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// One write for the writer, kept in arrival order.
 #[derive(Debug)]
 enum Write {
-    Seen {
-        device: Device,
-        at: Millis,
-    },
-    Leave {
-        device: Device,
-    },
-    Wake {
-        user_id: Arc<str>,
-    },
+    /// A mobile connection opened at `at`.
+    Connect { device: Device, at: Millis },
+    /// A heartbeat received at `at` is to be written.
+    Heartbeat { device: Device, at: Millis },
+    /// A mobile connection closed at `at`.
+    Leave { device: Device, at: Millis },
+    /// Look at a user now (an expiry event, a passed deadline).
+    Wake { user_id: Arc<str> },
     /// Re-registers a live connection after Redis lost its data, quietly (dashboards get a
     /// snapshot once every router has restored its connections).
-    Restore {
-        device: Device,
-    },
+    Restore { device: Device },
     /// Answered once every write queued before it has been sent.
     Barrier(oneshot::Sender<()>),
 }
@@ -102,9 +108,10 @@ impl Write {
     /// The user a write is about (none for a barrier).
     fn user_id(&self) -> Option<&Arc<str>> {
         match self {
-            Write::Seen { device, .. } | Write::Leave { device } | Write::Restore { device } => {
-                Some(&device.user_id)
-            }
+            Write::Connect { device, .. }
+            | Write::Heartbeat { device, .. }
+            | Write::Leave { device, .. }
+            | Write::Restore { device } => Some(&device.user_id),
             Write::Wake { user_id } => Some(user_id),
             Write::Barrier(_) => None,
         }
@@ -125,10 +132,11 @@ struct Shared {
     client: fred::prelude::Client,
     subscriber: fred::clients::SubscriberClient,
     scripts: Scripts,
+    keys: Keys,
     rules: Rules,
     clock: Clock,
-    /// Distinguishes this router's connections from other routers' in `presence:conns:{u}`.
-    router_id: String,
+    /// Distinguishes this router's connections from other routers' in the records (random).
+    router_id: u64,
     feed: broadcast::Sender<Arc<FeedEvent>>,
     writes: mpsc::Sender<Write>,
     /// Restores and their barrier, which the writer sends before anything else it holds.
@@ -159,8 +167,9 @@ impl Drain {
     /// any connection still open), waiting at most `limit`.
     pub async fn wait(self, limit: Duration) {
         let still_open: Vec<Device> = self.shared.live().drain().map(|(_, d)| d).collect();
+        let at = self.shared.clock.now_ms();
         for device in still_open {
-            let _ = self.shared.writes.try_send(Write::Leave { device });
+            let _ = self.shared.writes.try_send(Write::Leave { device, at });
         }
         self.finish.cancel();
         if tokio::time::timeout(limit, self.writer).await.is_err() {
@@ -174,6 +183,7 @@ impl RedisStore {
     /// store reports itself degraded and keeps reconnecting.
     pub async fn start(
         url: &str,
+        key_prefix: &str,
         rules: Rules,
         clock: Clock,
         feed_capacity: usize,
@@ -210,9 +220,10 @@ impl RedisStore {
             client,
             subscriber,
             scripts: Scripts::new(),
+            keys: Keys::new(key_prefix),
             rules,
             clock,
-            router_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            router_id: u64::from_le_bytes(id),
             feed,
             writes,
             urgent,
@@ -256,11 +267,6 @@ impl RedisStore {
 }
 
 impl Shared {
-    /// The sorted-set member for one of this router's connections.
-    fn member(&self, conn: ConnId) -> String {
-        format!("{}:{conn}", self.router_id)
-    }
-
     fn health(&self) -> StoreHealth {
         if !self.client.is_connected() {
             StoreHealth::Degraded("Redis is not connected")
@@ -291,7 +297,9 @@ impl Shared {
     fn still_wanted(&self, write: &Write, replaying: bool) -> bool {
         match write {
             Write::Restore { device } => self.live().contains_key(&device.conn),
-            Write::Seen { device, .. } if replaying => self.live().contains_key(&device.conn),
+            Write::Connect { device, .. } | Write::Heartbeat { device, .. } if replaying => {
+                self.live().contains_key(&device.conn)
+            }
             _ => true,
         }
     }
@@ -343,50 +351,78 @@ async fn serve_snapshots(shared: Arc<Shared>) {
     }
 }
 
+/// The users online now, read in pages from the index of online users (`presence:deadlines`)
+/// so that no single command holds Redis up. The sequence number is read before and after:
+/// changes in between may or may not be reflected (see [`Snapshot::is_news`]).
 async fn take_snapshot(shared: &Shared) -> Result<Snapshot, fred::error::Error> {
-    // A snapshot of 100k users takes a while: it gets its own timeout.
-    let options = Options {
-        timeout: Some(SNAPSHOT_TIMEOUT),
-        ..Options::default()
-    };
-    let client = shared.client.with_options(&options);
-    let args = vec![shared.scripts.snapshot.sha1().to_string(), "0".to_owned()];
-    let reply: Vec<Value> = match client.custom(tasks::evalsha(), args.clone()).await {
-        Err(e) if e.details().starts_with("NOSCRIPT") => {
-            shared.scripts.load(&shared.client).await?;
-            client.custom(tasks::evalsha(), args).await?
+    let seq_before = read_seq(shared).await?;
+    let mut seen: HashSet<Arc<str>> = HashSet::new();
+    let mut users = Vec::new();
+    let mut cursor = "0".to_owned();
+    let deadline = tokio::time::Instant::now() + SNAPSHOT_TIMEOUT;
+    loop {
+        if tokio::time::Instant::now() > deadline {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::Timeout,
+                "snapshot took too long",
+            ));
         }
-        other => other?,
-    };
-    let (head, rest) = reply.split_at(reply.len().min(2));
-    let users = rest
-        .chunks_exact(4)
-        .filter_map(|user| {
-            Some(UserView {
-                user_id: text(&user[0])?,
-                status: Status::Online,
-                last_seen: int(&user[1]),
-                device_id: text(&user[2]),
-                version: int(&user[3]),
-            })
-        })
-        .collect();
-    Ok(Snapshot {
-        seq: head.first().map_or(0, int),
-        timestamp: head.get(1).map_or_else(|| shared.clock.now_ms(), int),
+        let reply: Value = shared
+            .client
+            .custom(
+                CustomCommand::new_static("ZSCAN", ClusterHash::FirstKey, false),
+                vec![
+                    shared.keys.deadlines(),
+                    cursor.clone(),
+                    "COUNT".to_owned(),
+                    SNAPSHOT_PAGE.to_string(),
+                ],
+            )
+            .await?;
+        let (next, page) = match reply {
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let page = match parts.pop() {
+                    Some(Value::Array(page)) => page,
+                    _ => Vec::new(),
+                };
+                let next = parts.pop().and_then(|c| c.as_string()).unwrap_or_default();
+                (next, page)
+            }
+            _ => ("0".to_owned(), Vec::new()),
+        };
+        // Members and scores alternate; a member may come twice across pages.
+        let ids: Vec<Arc<str>> = page
+            .iter()
+            .step_by(2)
+            .filter_map(|v| v.as_str().map(|s| Arc::from(s.as_ref())))
+            .filter(|id: &Arc<str>| seen.insert(id.clone()))
+            .collect();
+        let records = records::read_records(shared, ids.iter()).await?;
+        let now = shared.clock.now_ms();
+        users.extend(
+            ids.iter()
+                .zip(records)
+                .filter_map(|(id, (_, record))| Some(record?.view(id, now)))
+                .filter(|view| view.status == Status::Online),
+        );
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let seq_after = read_seq(shared).await?;
+    users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+    Ok(Snapshot::new(
+        shared.clock.now_ms(),
+        seq_before,
+        seq_after,
         users,
-    })
+    ))
 }
 
-fn int(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
-}
-
-fn text(value: &Value) -> Option<Arc<str>> {
-    value
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(|s| Arc::from(s.as_ref()))
+async fn read_seq(shared: &Shared) -> Result<u64, fred::error::Error> {
+    let seq: Option<u64> = shared.client.get(shared.keys.seq()).await?;
+    Ok(seq.unwrap_or(0))
 }
 
 impl PresenceStore for RedisStore {
@@ -404,14 +440,14 @@ impl PresenceStore for RedisStore {
 
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {
         self.shared.live().insert(device.conn, device.clone());
-        self.enqueue(Write::Seen {
+        self.enqueue(Write::Connect {
             device: device.clone(),
             at: self.shared.clock.now_ms(),
         })
     }
 
     async fn heartbeat(&self, device: &Device, at: Millis) -> Result<(), StoreError> {
-        self.enqueue(Write::Seen {
+        self.enqueue(Write::Heartbeat {
             device: device.clone(),
             at,
         })
@@ -421,6 +457,7 @@ impl PresenceStore for RedisStore {
         self.shared.live().remove(&device.conn);
         self.enqueue(Write::Leave {
             device: device.clone(),
+            at: self.shared.clock.now_ms(),
         })
     }
 
@@ -450,27 +487,22 @@ impl PresenceStore for RedisStore {
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
-        let args: Vec<String> = user_ids.iter().map(|id| id.to_string()).collect();
-        let reply: Vec<Value> = self
-            .shared
-            .scripts
-            .lookup
-            .evalsha_with_reload(&self.shared.client, Vec::<String>::new(), args)
+        let records = records::read_records(&self.shared, user_ids.iter())
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let now = self.shared.clock.now_ms();
         Ok(user_ids
             .iter()
-            .zip(reply.chunks_exact(4))
-            .map(|(id, user)| UserView {
-                user_id: id.clone(),
-                status: if int(&user[0]) == 1 {
-                    Status::Online
-                } else {
-                    Status::Offline
+            .zip(records)
+            .map(|(id, (_, record))| match record {
+                Some(record) => record.view(id, now),
+                None => UserView {
+                    user_id: id.clone(),
+                    status: Status::Offline,
+                    last_seen: 0,
+                    device_id: None,
+                    version: 0,
                 },
-                last_seen: int(&user[1]),
-                device_id: text(&user[2]),
-                version: int(&user[3]),
             })
             .collect())
     }

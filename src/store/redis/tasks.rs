@@ -8,11 +8,12 @@ use crate::presence::{Status, Update};
 use crate::store::{FeedEvent, Published};
 use crate::tasks::Tasks;
 use fred::prelude::KeysInterface;
-use fred::prelude::{ClientLike, ConfigInterface, EventInterface, PubsubInterface};
-use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::prelude::{
+    ClientLike, ConfigInterface, EventInterface, PubsubInterface, SortedSetsInterface,
+};
+use fred::types::Value;
 use fred::types::{Expiration, SetOptions};
 use serde::Deserialize;
-use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,16 +22,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-
-/// The channel every transition is published on.
-pub const UPDATES: &str = "presence:updates";
-
-/// The prefix of the keys whose expiry means "offline".
-const USER_KEY: &str = "presence:user:";
-
-/// Names the current generation of the data in Redis: `{ms}:{router id}`, set by the first
-/// router that finds it missing. A change means Redis lost its data (restarted empty, FLUSHALL).
-const EPOCH: &str = "presence:epoch";
 
 /// What the writer reads: writes in arrival order, and urgent ones (restores and their barrier).
 pub(super) struct Queues {
@@ -75,7 +66,7 @@ pub(super) async fn spawn(
         let epoch = current_epoch(shared).await?;
         *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = Some(epoch);
         shared.subscriber.wait_for_connect().await?;
-        shared.subscriber.subscribe(channels(db)).await
+        shared.subscriber.subscribe(channels(shared, db)).await
     };
     // A connection that fails (refused, TLS, password) ends the wait at once: the router serves
     // degraded and the tasks below finish the set-up when Redis comes.
@@ -123,7 +114,7 @@ pub(super) async fn spawn(
 
 /// The epoch in Redis, made by this router when there is none.
 async fn current_epoch(shared: &Shared) -> Result<String, fred::error::Error> {
-    let found: Option<String> = shared.client.get(EPOCH).await?;
+    let found: Option<String> = shared.client.get(shared.keys.epoch()).await?;
     if let Some(epoch) = found {
         return Ok(epoch);
     }
@@ -131,14 +122,14 @@ async fn current_epoch(shared: &Shared) -> Result<String, fred::error::Error> {
     let _: Option<String> = shared
         .client
         .set(
-            EPOCH,
+            shared.keys.epoch(),
             mine.as_str(),
             None::<Expiration>,
             Some(SetOptions::NX),
             false,
         )
         .await?;
-    let epoch: Option<String> = shared.client.get(EPOCH).await?;
+    let epoch: Option<String> = shared.client.get(shared.keys.epoch()).await?;
     Ok(epoch.unwrap_or(mine))
 }
 
@@ -341,14 +332,9 @@ async fn enable_expiry_events(shared: &Shared) {
     }
 }
 
-/// EVALSHA as a custom command (pipelines and per-command options have no Lua interface).
-pub(super) fn evalsha() -> CustomCommand {
-    CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false)
-}
-
 /// The channels the listener needs: the updates, and expiry events of database `db`.
-fn channels(db: u8) -> Vec<String> {
-    vec![UPDATES.to_owned(), format!("__keyevent@{db}__:expired")]
+fn channels(shared: &Shared, db: u8) -> Vec<String> {
+    vec![shared.keys.updates(), format!("__keyevent@{db}__:expired")]
 }
 
 /// A message on `presence:updates`, as the scripts encode it.
@@ -394,6 +380,8 @@ async fn listen(
 ) {
     let mut messages = shared.subscriber.message_rx();
     let mut expiries = shared.subscriber.keyspace_event_rx();
+    let updates = shared.keys.updates();
+    let user_prefix = shared.keys.user_prefix();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -411,7 +399,7 @@ async fn listen(
                 let _ = resync.try_send(());
             }
             message = messages.recv() => match message {
-                Ok(message) if message.channel == UPDATES => match parse(&message.value) {
+                Ok(message) if *message.channel == *updates => match parse(&message.value) {
                     Some(published) => {
                         let _ = shared.feed.send(Arc::new(FeedEvent::Update(published)));
                     }
@@ -426,7 +414,7 @@ async fn listen(
             },
             event = expiries.recv() => match event {
                 Ok(event) if event.operation == "expired" => {
-                    if let Some(user_id) = event.key.as_str_lossy().strip_prefix(USER_KEY) {
+                    if let Some(user_id) = event.key.as_str_lossy().strip_prefix(user_prefix.as_str()) {
                         let _ = shared.writes.try_send(Write::Wake { user_id: Arc::from(user_id) });
                     }
                 }
@@ -442,7 +430,7 @@ async fn listen(
 async fn resubscribe(shared: &Shared, db: u8, shutdown: &CancellationToken) -> bool {
     let mut backoff = RETRY_MIN;
     loop {
-        match shared.subscriber.subscribe(channels(db)).await {
+        match shared.subscriber.subscribe(channels(shared, db)).await {
             Ok(()) => return true,
             Err(error) => {
                 warn!(%error, ?backoff, "subscribing to presence updates failed; retrying")
@@ -456,7 +444,9 @@ async fn resubscribe(shared: &Shared, db: u8, shutdown: &CancellationToken) -> b
     }
 }
 
-/// Runs the sweep script every [`SWEEP_INTERVAL`], again at once when a sweep was full.
+/// Every [`SWEEP_INTERVAL`], asks the writer to look at each user whose deadline has passed
+/// (at once again when a sweep was full). Safe on every router at once: each change is decided
+/// on a record read fresh and written by compare-and-set.
 async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -466,23 +456,37 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         while shared.client.is_connected() {
-            let swept: Result<u64, _> = shared
-                .scripts
-                .sweep
-                .evalsha_with_reload(
-                    &shared.client,
-                    Vec::<String>::new(),
-                    vec![SWEEP_LIMIT.to_string()],
+            let due: Result<Vec<String>, _> = shared
+                .client
+                .zrangebyscore(
+                    shared.keys.deadlines(),
+                    "-inf",
+                    shared.clock.now_ms() as f64,
+                    false,
+                    Some((0, SWEEP_LIMIT as i64)),
                 )
                 .await;
-            match swept {
-                Ok(n) if n as usize >= SWEEP_LIMIT => continue,
-                Ok(_) => break,
+            let due = match due {
+                Ok(due) => due,
                 Err(error) => {
                     debug!(%error, "sweep failed");
                     break;
                 }
+            };
+            let full = due.len() >= SWEEP_LIMIT;
+            for user_id in due {
+                let wake = Write::Wake {
+                    user_id: Arc::from(user_id),
+                };
+                if shared.writes.send(wake).await.is_err() {
+                    return;
+                }
             }
+            if !full {
+                break;
+            }
+            // Let the writer take the wakes before looking again.
+            tokio::time::sleep(RETRY_MIN).await;
         }
     }
 }
@@ -563,101 +567,24 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
     }
 }
 
-/// Sends up to [`MAX_BATCH`] writes from the front of `pending` (up to the first barrier) as one
-/// pipeline and removes the ones that landed. A failed write goes back to the front with every
-/// later write of the same user, in order, so that it never lands after a later one (the
-/// scripts take a replay of a write that landed already as a no-op or a refresh). Writes refused
-/// for a missing script are sent again at once after the scripts are loaded. True when all
-/// landed.
+/// Applies up to [`MAX_BATCH`] writes from the front of `pending` (up to the first barrier)
+/// and removes the ones that landed. Writes that did not land go back to the front, each user's
+/// in order, so that a failed write never lands after a later one of the same user. True when
+/// all landed.
 async fn send(shared: &Shared, pending: &mut VecDeque<Write>, replaying: bool) -> bool {
     let take = pending
         .iter()
         .take(MAX_BATCH)
         .take_while(|w| !matches!(w, Write::Barrier(_)))
         .count();
-    let mut batch: Vec<Write> = pending
+    let batch: Vec<Write> = pending
         .drain(..take)
         .filter(|w| shared.still_wanted(w, replaying))
         .collect();
-    let mut results = pipeline(shared, batch.iter()).await;
-    let noscript = |r: &Result<Value, fred::error::Error>| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT"));
-    if results.iter().any(noscript) && shared.scripts.load(&shared.client).await.is_ok() {
-        let (again, done): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .zip(results)
-            .partition(|(_, r)| noscript(r));
-        let again: Vec<Write> = again.into_iter().map(|(w, _)| w).collect();
-        let retried = pipeline(shared, again.iter()).await;
-        (batch, results) = done
-            .into_iter()
-            .chain(again.into_iter().zip(retried))
-            .unzip();
-    }
-    let mut held: HashSet<Arc<str>> = HashSet::new();
-    let mut again = Vec::new();
-    for (write, result) in batch.into_iter().zip(results) {
-        let user = write.user_id().cloned();
-        let after_a_failure = user.as_ref().is_some_and(|u| held.contains(u));
-        if let Err(error) = &result {
-            debug!(%error, "presence write failed");
-        }
-        if result.is_err() || after_a_failure {
-            held.extend(user);
-            again.push(write);
-        }
-    }
+    let again = super::records::apply(shared, batch).await;
     let ok = again.is_empty();
     for write in again.into_iter().rev() {
         pending.push_front(write);
     }
     ok
-}
-
-/// ARGV of `seen.lua` for `device`, seen `age` ms ago; `quiet` for a restore.
-fn seen_args(shared: &Shared, device: &crate::store::Device, age: u64, quiet: bool) -> Vec<String> {
-    vec![
-        device.user_id.to_string(),
-        shared.member(device.conn),
-        device.device_id.as_deref().unwrap_or("").to_owned(),
-        shared.rules.ttl.to_string(),
-        age.to_string(),
-        if quiet { "1" } else { "0" }.to_owned(),
-    ]
-}
-
-async fn pipeline<'a>(
-    shared: &Shared,
-    writes: impl Iterator<Item = &'a Write>,
-) -> Vec<Result<Value, fred::error::Error>> {
-    let pipe = shared.client.pipeline();
-    let now = shared.clock.now_ms();
-    for write in writes {
-        let (script, args) = match write {
-            Write::Seen { device, at } => (
-                &shared.scripts.seen,
-                seen_args(shared, device, now.saturating_sub(*at), false),
-            ),
-            Write::Leave { device } => (
-                &shared.scripts.leave,
-                vec![
-                    device.user_id.to_string(),
-                    shared.member(device.conn),
-                    shared.rules.offline_debounce.to_string(),
-                ],
-            ),
-            Write::Wake { user_id } => (&shared.scripts.wake, vec![user_id.to_string()]),
-            Write::Restore { device } => (&shared.scripts.seen, seen_args(shared, device, 0, true)),
-            Write::Barrier(_) => continue,
-        };
-        // EVALSHA sha 0 argv...
-        let mut command = Vec::with_capacity(args.len() + 2);
-        command.push(script.sha1().to_string());
-        command.push("0".to_owned());
-        command.extend(args);
-        let queued: Result<(), _> = pipe.custom(evalsha(), command).await;
-        if let Err(error) = queued {
-            debug!(%error, "could not queue a presence write");
-        }
-    }
-    pipe.try_all::<Value>().await
 }

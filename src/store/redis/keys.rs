@@ -1,0 +1,66 @@
+//! The names of every Redis key and channel the store uses, under one configurable prefix
+//! (`presence:` by default, the VoicePing seed's names), so that two deployments can share a
+//! database.
+
+use crate::presence::Status;
+
+/// Key and channel names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Names under `prefix` (e.g. `presence:`).
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `{prefix}user:{id}`: "1" with the TTL while the user is online (for outside readers and
+    /// the keyspace expiry events).
+    pub fn user(&self, user_id: &str) -> String {
+        format!("{}user:{user_id}", self.prefix)
+    }
+
+    /// The prefix of [`Keys::user`] keys, to recognise them in expiry events.
+    pub fn user_prefix(&self) -> String {
+        format!("{}user:", self.prefix)
+    }
+
+    /// `{prefix}meta:{id}`: a hash with the user's record (`rec`), its revision (`rev`) and the
+    /// seed's fields (`status`, `lastSeen`, `deviceId`, `role`, `version`).
+    pub fn meta(&self, user_id: &str) -> String {
+        format!("{}meta:{user_id}", self.prefix)
+    }
+
+    /// `{prefix}deadlines`: online users by their next deadline (the sweeper's and the
+    /// snapshot's index).
+    pub fn deadlines(&self) -> String {
+        format!("{}deadlines", self.prefix)
+    }
+
+    /// `{prefix}seq`: grows by one with each published change.
+    pub fn seq(&self) -> String {
+        format!("{}seq", self.prefix)
+    }
+
+    /// `{prefix}epoch`: names the generation of the data (see the rebuilder).
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    /// `{prefix}updates`: every change, as JSON.
+    pub fn updates(&self) -> String {
+        format!("{}updates", self.prefix)
+    }
+
+    /// `{prefix}online` / `{prefix}offline`: the same messages by status, for outside listeners.
+    pub fn status_channel(&self, status: Status) -> String {
+        match status {
+            Status::Online => format!("{}online", self.prefix),
+            Status::Offline => format!("{}offline", self.prefix),
+        }
+    }
+}

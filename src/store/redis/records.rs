@@ -1,0 +1,310 @@
+//! The Redis store's one way to change presence: read the records of a batch's users, apply the
+//! writes to them with [`Record`]'s rules, and write each back with `apply.lua`, a
+//! compare-and-set on the record's revision that also indexes, expires and publishes. A record
+//! another router changed meanwhile is read again and its writes applied again.
+
+use super::{Shared, Write};
+use crate::presence::{ConnKey, Millis, Record, Status, Update};
+use fred::prelude::{ClientLike, HashesInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// How often one batch reads a record again after losing a race for it.
+const MAX_ATTEMPTS: usize = 8;
+
+/// One user's writes of a batch, in order.
+struct UserWrites {
+    user_id: Arc<str>,
+    writes: Vec<Write>,
+}
+
+/// Applies `batch`; returns the writes that did not land (Redis failed), each user's in order.
+pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
+    let mut todo = by_user(batch);
+    let mut failed = Vec::new();
+    for _ in 0..MAX_ATTEMPTS {
+        if todo.is_empty() {
+            break;
+        }
+        let current = std::mem::take(&mut todo);
+        let users: Vec<Arc<str>> = current.iter().map(|u| u.user_id.clone()).collect();
+        let read = read_records(shared, users.iter()).await;
+        let records = match read {
+            Ok(records) => records,
+            Err(error) => {
+                debug!(%error, "reading presence records failed");
+                failed.extend(current.into_iter().flat_map(|u| u.writes));
+                return failed;
+            }
+        };
+        let now = shared.clock.now_ms();
+        let mut calls = Vec::new();
+        let mut waiting = Vec::new();
+        for (user, (revision, record)) in current.into_iter().zip(records) {
+            let before = record.clone();
+            let mut record = record.unwrap_or_default();
+            let mut updates = Vec::new();
+            let mut wake = false;
+            for write in &user.writes {
+                wake |= matches!(write, Write::Wake { .. });
+                decide(shared, &mut record, write, now, &mut updates);
+            }
+            // Nothing changed: nothing to write (a sweep also refreshes the index).
+            if before.as_ref() == Some(&record) && !wake
+                || before.is_none() && record == Record::default()
+            {
+                continue;
+            }
+            calls.push(call(
+                shared,
+                &user.user_id,
+                revision,
+                &record,
+                &updates,
+                now,
+            ));
+            waiting.push(user);
+        }
+        if calls.is_empty() {
+            break;
+        }
+        let results = run(shared, calls).await;
+        let mut conflicts = Vec::new();
+        for (user, result) in waiting.into_iter().zip(results) {
+            match result {
+                Ok(Value::Integer(-1)) => conflicts.push(user),
+                Ok(_) => {}
+                Err(error) => {
+                    debug!(%error, "presence write failed");
+                    failed.extend(user.writes);
+                }
+            }
+        }
+        todo = conflicts;
+    }
+    if !todo.is_empty() {
+        warn!(
+            users = todo.len(),
+            "presence records kept changing; writing them later"
+        );
+        failed.extend(todo.into_iter().flat_map(|u| u.writes));
+    }
+    failed
+}
+
+/// The writes of a batch grouped by user, each user's in order, users in order of appearance.
+fn by_user(batch: Vec<Write>) -> Vec<UserWrites> {
+    let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+    let mut users: Vec<UserWrites> = Vec::new();
+    for write in batch {
+        let Some(user_id) = write.user_id().cloned() else {
+            continue;
+        };
+        let slot = *index.entry(user_id.clone()).or_insert_with(|| {
+            users.push(UserWrites {
+                user_id,
+                writes: Vec::new(),
+            });
+            users.len() - 1
+        });
+        users[slot].writes.push(write);
+    }
+    users
+}
+
+/// One write, decided by the rules. A restore's own changes are not published: dashboards get a
+/// snapshot once every router has restored.
+fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out: &mut Vec<Update>) {
+    let rules = &shared.rules;
+    let key = |conn| ConnKey {
+        router: shared.router_id,
+        conn,
+    };
+    match write {
+        Write::Connect { device, at } => record.connect(
+            rules,
+            &device.user_id,
+            key(device.conn),
+            device.device_id.clone(),
+            *at,
+            out,
+        ),
+        Write::Heartbeat { device, at } => {
+            record.heartbeat(rules, &device.user_id, key(device.conn), *at, now, out)
+        }
+        Write::Leave { device, at } => {
+            record.disconnect(rules, &device.user_id, key(device.conn), *at, out)
+        }
+        Write::Wake { user_id } => record.wake(rules, user_id, now, out),
+        Write::Restore { device } => {
+            let mut quiet = Vec::new();
+            record.connect(
+                rules,
+                &device.user_id,
+                key(device.conn),
+                device.device_id.clone(),
+                now,
+                &mut quiet,
+            );
+        }
+        Write::Barrier(_) => {}
+    }
+}
+
+/// Each user's revision and record (`None` for a user Redis does not know).
+pub(super) async fn read_records<'a>(
+    shared: &Shared,
+    users: impl Iterator<Item = &'a Arc<str>>,
+) -> Result<Vec<(String, Option<Record>)>, fred::error::Error> {
+    let pipe = shared.client.pipeline();
+    let mut count = 0;
+    for user in users {
+        let _: () = pipe
+            .hmget(shared.keys.meta(user), vec!["rev", "rec"])
+            .await?;
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let replies: Vec<Value> = pipe.try_all().await.into_iter().collect::<Result<_, _>>()?;
+    Ok(replies
+        .into_iter()
+        .map(|reply| {
+            let mut fields = match reply {
+                Value::Array(fields) => fields.into_iter(),
+                _ => Vec::new().into_iter(),
+            };
+            let revision = fields
+                .next()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default();
+            let record = fields.next().and_then(|v| v.as_string()).and_then(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|error| warn!(%error, "unreadable presence record; starting afresh"))
+                    .ok()
+            });
+            (revision, record)
+        })
+        .collect())
+}
+
+/// A change as it is published on `presence:updates` (the script adds `seq`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Message<'a> {
+    user_id: &'a str,
+    status: &'static str,
+    version: u64,
+    last_seen: Millis,
+    timestamp: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<&'a str>,
+}
+
+fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::Online => "online",
+        Status::Offline => "offline",
+    }
+}
+
+/// The `EVALSHA apply` arguments that write `record` for `user_id` over `revision`.
+fn call(
+    shared: &Shared,
+    user_id: &str,
+    revision: String,
+    record: &Record,
+    updates: &[Update],
+    now: Millis,
+) -> Vec<String> {
+    let keys = &shared.keys;
+    let rules = &shared.rules;
+    let forget = record.forgotten(rules, now);
+    let online = record.status() == Status::Online;
+    let deadline = record.next_deadline(rules).unwrap_or(now);
+    let (user_ttl, indexed, keep) = if online {
+        (record.expires_at().saturating_sub(now).max(1), deadline, 0)
+    } else {
+        (0, 0, deadline.saturating_sub(now).max(1))
+    };
+    let json = if forget {
+        String::new()
+    } else {
+        serde_json::to_string(record).unwrap_or_default()
+    };
+    let mut args = vec![
+        shared.scripts.apply.sha1().to_string(),
+        "4".to_owned(),
+        keys.meta(user_id),
+        keys.user(user_id),
+        keys.deadlines(),
+        keys.seq(),
+        user_id.to_owned(),
+        revision,
+        json,
+        status_text(record.status()).to_owned(),
+        record.last_seen().to_string(),
+        record
+            .device_id()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        record.version().to_string(),
+        user_ttl.to_string(),
+        indexed.to_string(),
+        keep.to_string(),
+        keys.updates(),
+    ];
+    for update in updates {
+        let message = Message {
+            user_id: &update.user_id,
+            status: status_text(update.status),
+            version: update.version,
+            last_seen: update.last_seen,
+            timestamp: update.timestamp,
+            device_id: update.device_id.as_deref(),
+        };
+        args.push(keys.status_channel(update.status));
+        args.push(serde_json::to_string(&message).unwrap_or_default());
+    }
+    args
+}
+
+/// EVALSHA as a custom command (pipelines have no Lua interface).
+fn evalsha() -> CustomCommand {
+    CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false)
+}
+
+/// Runs the calls as one pipeline; calls refused for a missing script run again once the
+/// script is loaded.
+async fn run(shared: &Shared, calls: Vec<Vec<String>>) -> Vec<Result<Value, fred::error::Error>> {
+    let mut results = pipeline(shared, &calls).await;
+    let noscript = |r: &Result<Value, fred::error::Error>| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT"));
+    if results.iter().any(noscript) && shared.scripts.load(&shared.client).await.is_ok() {
+        let again: Vec<usize> = (0..results.len())
+            .filter(|i| noscript(&results[*i]))
+            .collect();
+        let calls_again: Vec<Vec<String>> = again.iter().map(|i| calls[*i].clone()).collect();
+        for (i, result) in again.into_iter().zip(pipeline(shared, &calls_again).await) {
+            results[i] = result;
+        }
+    }
+    results
+}
+
+async fn pipeline(
+    shared: &Shared,
+    calls: &[Vec<String>],
+) -> Vec<Result<Value, fred::error::Error>> {
+    let pipe = shared.client.pipeline();
+    for call in calls {
+        let queued: Result<(), _> = pipe.custom(evalsha(), call.clone()).await;
+        if let Err(error) = queued {
+            debug!(%error, "could not queue a presence write");
+        }
+    }
+    pipe.try_all::<Value>().await
+}
