@@ -87,7 +87,7 @@ fn core_heartbeat_10k_online(bencher: Bencher) {
     bencher.bench_local(|| {
         i += 1;
         let n = (i % 10_000) as usize;
-        core.heartbeat(&users[n], n as u64, 1_000 + i, 1_000 + i)
+        core.heartbeat(&users[n], n as u64, 1_000 + i)
     });
 }
 

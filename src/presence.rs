@@ -179,17 +179,10 @@ impl Presence {
         })
     }
 
-    /// A heartbeat from `conn`, received at `at`, is written at `now`: the TTL restarts from
-    /// `at`.
-    pub fn heartbeat(
-        &mut self,
-        user_id: &Arc<str>,
-        conn: ConnId,
-        at: Millis,
-        now: Millis,
-    ) -> Effect {
+    /// A heartbeat from `conn`, received at `at`, is written: the TTL restarts from `at`.
+    pub fn heartbeat(&mut self, user_id: &Arc<str>, conn: ConnId, at: Millis) -> Effect {
         self.apply(user_id, false, |record, rules, updates| {
-            record.heartbeat(rules, user_id, local(conn), at, now, updates)
+            record.heartbeat(rules, user_id, local(conn), at, updates)
         })
     }
 

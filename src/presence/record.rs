@@ -122,28 +122,25 @@ impl Record {
         updates.extend(self.seen(rules, user_id, key, now));
     }
 
-    /// A heartbeat of connection `key`, received at `at`, is written at `now`. A heartbeat of a
-    /// connection that is not open (it left already) changes nothing.
+    /// A heartbeat of connection `key`, received at `at`, is written (as of `at`, however late
+    /// the write: every operation is decided at its own time). A heartbeat of a connection
+    /// that is not open (it left already) changes nothing.
     pub fn heartbeat(
         &mut self,
         rules: &Rules,
         user_id: &Arc<str>,
         key: ConnKey,
         at: Millis,
-        now: Millis,
         updates: &mut Vec<Update>,
     ) {
         if !self.conns.iter().any(|c| c.key == key) {
             return;
         }
-        self.wake(rules, user_id, now, updates);
+        self.wake(rules, user_id, at, updates);
         if let Some(conn) = self.conns.iter_mut().find(|c| c.key == key) {
             conn.deadline = conn.deadline.max(at.saturating_add(rules.ttl));
         }
-        // A heartbeat older than the TTL brings no one back.
-        if at.saturating_add(rules.ttl) > now {
-            updates.extend(self.seen(rules, user_id, key, at));
-        }
+        updates.extend(self.seen(rules, user_id, key, at));
     }
 
     /// Connection `key` closed at `now`. When no live connection is left the user goes offline

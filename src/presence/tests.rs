@@ -131,7 +131,7 @@ fn heartbeats_push_the_expiry_back() {
     let alice = user("alice");
     let first = p.connect(&alice, 1, None, 0);
     assert_eq!(first.wake_at, Some(TTL));
-    let beat = p.heartbeat(&alice, 1, 30_000, 30_000);
+    let beat = p.heartbeat(&alice, 1, 30_000);
     assert_eq!(
         beat,
         Effect::default(),
@@ -161,7 +161,7 @@ fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back(
     let alice = user("alice");
     let _ = p.connect(&alice, 1, None, 0);
     assert_eq!(status_of(&p.wake(&alice, TTL)), Some(Status::Offline));
-    let back = p.heartbeat(&alice, 1, TTL + 5_000, TTL + 5_000);
+    let back = p.heartbeat(&alice, 1, TTL + 5_000);
     let update = back.updates.last().cloned().expect("online again");
     assert_eq!(
         (update.status, update.version),
@@ -178,9 +178,9 @@ fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back(
 fn a_heartbeat_from_an_unknown_connection_changes_nothing() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    assert_eq!(p.heartbeat(&alice, 9, 0, 0), Effect::default());
+    assert_eq!(p.heartbeat(&alice, 9, 0), Effect::default());
     let _ = p.connect(&alice, 1, None, 0);
-    assert_eq!(p.heartbeat(&alice, 9, 1_000, 1_000), Effect::default());
+    assert_eq!(p.heartbeat(&alice, 9, 1_000), Effect::default());
     assert_eq!(p.disconnect(&alice, 9, 1_000), Effect::default());
 }
 
@@ -192,7 +192,7 @@ fn versions_strictly_increase_through_every_kind_of_change() {
     let mut note = |e: Effect| versions.extend(e.updates.iter().map(|u| u.version));
     note(p.connect(&alice, 1, None, 0));
     note(p.wake(&alice, TTL));
-    note(p.heartbeat(&alice, 1, TTL + 1, TTL + 1));
+    note(p.heartbeat(&alice, 1, TTL + 1));
     note(p.disconnect(&alice, 1, TTL + 2));
     note(p.wake(&alice, TTL + 2 + DEBOUNCE));
     note(p.connect(&alice, 2, None, TTL + 10_000));
@@ -319,7 +319,7 @@ fn a_late_written_heartbeat_does_not_take_over_the_device() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let _ = p.connect(&alice, 2, device("tablet"), 5_000);
-    let _ = p.heartbeat(&alice, 1, 3_000, 3_000);
+    let _ = p.heartbeat(&alice, 1, 3_000);
     assert_eq!(
         p.user("alice", 0).expect("known").device_id,
         device("tablet")
@@ -334,7 +334,7 @@ fn a_silent_device_does_not_hold_the_user_online_when_the_other_leaves() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, device("phone"), 0);
     let _ = p.connect(&alice, 2, device("tablet"), 0);
-    let _ = p.heartbeat(&alice, 2, TTL - 1_000, TTL - 1_000);
+    let _ = p.heartbeat(&alice, 2, TTL - 1_000);
     let left = p.disconnect(&alice, 2, TTL + 1_000);
     assert_eq!(left.updates.last(), None, "the debounce runs");
     let offline = p
@@ -352,7 +352,7 @@ fn a_late_heartbeat_after_the_leave_changes_nothing() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, None, 0);
     let _ = p.disconnect(&alice, 1, 1_000);
-    assert_eq!(p.heartbeat(&alice, 1, 900, 1_100).updates, vec![]);
+    assert_eq!(p.heartbeat(&alice, 1, 900).updates, vec![]);
     assert_eq!(
         p.user("alice", 1_100).expect("known").status,
         Status::Offline
@@ -367,7 +367,7 @@ fn an_unprocessed_expiry_is_settled_before_a_return() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, None, 0);
     assert_eq!(p.user("alice", TTL).expect("known").status, Status::Offline);
-    let back = p.heartbeat(&alice, 1, TTL + 50, TTL + 50);
+    let back = p.heartbeat(&alice, 1, TTL + 50);
     let statuses: Vec<(Status, Millis)> = back
         .updates
         .iter()

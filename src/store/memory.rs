@@ -167,8 +167,8 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn heartbeat(&self, device: &Device, at: Millis) -> Result<(), StoreError> {
-        self.with_core(&device.user_id, |p, now| {
-            p.heartbeat(&device.user_id, device.conn, at, now)
+        self.with_core(&device.user_id, |p, _| {
+            p.heartbeat(&device.user_id, device.conn, at)
         });
         Ok(())
     }

@@ -18,6 +18,8 @@ mod keys;
 mod records;
 mod scripts;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
@@ -95,8 +97,8 @@ enum Write {
     Heartbeat { device: Device, at: Millis },
     /// A mobile connection closed at `at`.
     Leave { device: Device, at: Millis },
-    /// Look at a user now (an expiry event, a passed deadline).
-    Wake { user_id: Arc<str> },
+    /// Look at a user at `at` (an expiry event, a passed deadline).
+    Wake { user_id: Arc<str>, at: Millis },
     /// Re-registers a live connection after Redis lost its data, quietly (dashboards get a
     /// snapshot once every router has restored its connections).
     Restore { device: Device },
@@ -112,7 +114,7 @@ impl Write {
             | Write::Heartbeat { device, .. }
             | Write::Leave { device, .. }
             | Write::Restore { device } => Some(&device.user_id),
-            Write::Wake { user_id } => Some(user_id),
+            Write::Wake { user_id, .. } => Some(user_id),
             Write::Barrier(_) => None,
         }
     }

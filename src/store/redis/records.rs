@@ -133,12 +133,12 @@ fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out:
             out,
         ),
         Write::Heartbeat { device, at } => {
-            record.heartbeat(rules, &device.user_id, key(device.conn), *at, now, out)
+            record.heartbeat(rules, &device.user_id, key(device.conn), *at, out)
         }
         Write::Leave { device, at } => {
             record.disconnect(rules, &device.user_id, key(device.conn), *at, out)
         }
-        Write::Wake { user_id } => record.wake(rules, user_id, now, out),
+        Write::Wake { user_id, at } => record.wake(rules, user_id, *at, out),
         Write::Restore { device } => {
             let mut quiet = Vec::new();
             record.connect(

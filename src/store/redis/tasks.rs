@@ -415,7 +415,10 @@ async fn listen(
             event = expiries.recv() => match event {
                 Ok(event) if event.operation == "expired" => {
                     if let Some(user_id) = event.key.as_str_lossy().strip_prefix(user_prefix.as_str()) {
-                        let _ = shared.writes.try_send(Write::Wake { user_id: Arc::from(user_id) });
+                        let _ = shared.writes.try_send(Write::Wake {
+                            user_id: Arc::from(user_id),
+                            at: shared.clock.now_ms(),
+                        });
                     }
                 }
                 // A missed expiry event is caught by the sweeper.
@@ -477,6 +480,7 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
             for user_id in due {
                 let wake = Write::Wake {
                     user_id: Arc::from(user_id),
+                    at: shared.clock.now_ms(),
                 };
                 if shared.writes.send(wake).await.is_err() {
                     return;

@@ -1,0 +1,302 @@
+//! One rule engine, checked: random histories of connects, heartbeats, leaves, late heartbeats
+//! and passing time, over several users, devices and two routers, are driven through the bare
+//! rules (a map of [`Record`]s), the embedded store's core ([`Presence`]) and the Redis store
+//! (two routers on one redis-server of the test's own, through the writer's own path: read,
+//! decide, compare-and-set, publish, and the listener's feed). All three must publish the same
+//! updates, in the same order, and answer the same lookups.
+
+#[path = "../../../tests/common/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+use super::{records, RedisStore, Write};
+use crate::clock::Clock;
+use crate::presence::{ConnKey, Millis, Presence, Record, Rules, Update, DEFAULT_RETENTION};
+use crate::store::{Device, FeedEvent, PresenceStore};
+use crate::tasks::Tasks;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const RULES: Rules = Rules {
+    ttl: 1_000,
+    offline_debounce: 300,
+    retention: DEFAULT_RETENTION,
+};
+
+const USERS: [&str; 3] = ["a", "b", "c"];
+const ROUTERS: usize = 2;
+const CONNS_PER_ROUTER: u64 = 3;
+const SEEDS: u64 = 24;
+const STEPS: usize = 60;
+
+/// xorshift64*: the same sequences on every run, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Conn {
+    user: usize,
+    router: usize,
+    conn: u64,
+}
+
+#[derive(Debug)]
+enum Op {
+    Connect(Conn, bool),
+    Heartbeat(Conn),
+    Leave(Conn),
+    /// A heartbeat of a connection that has left (a late write).
+    LateHeartbeat(Conn),
+    Advance(Millis),
+}
+
+/// The three implementations, side by side.
+struct Sides {
+    bare: HashMap<Arc<str>, Record>,
+    core: Presence,
+    routers: Vec<RedisStore>,
+}
+
+fn user(i: usize) -> Arc<str> {
+    Arc::from(USERS[i])
+}
+
+fn device(c: Conn, with_id: bool) -> Device {
+    Device {
+        user_id: user(c.user),
+        conn: c.conn,
+        device_id: with_id.then(|| Arc::from(format!("dev-{}-{}", c.router, c.conn).as_str())),
+    }
+}
+
+fn observable(u: &Update) -> (String, &'static str, u64, Millis, Option<String>, Millis) {
+    (
+        u.user_id.to_string(),
+        match u.status {
+            crate::presence::Status::Online => "online",
+            crate::presence::Status::Offline => "offline",
+        },
+        u.version,
+        u.last_seen,
+        u.device_id.as_ref().map(|d| d.to_string()),
+        u.timestamp,
+    )
+}
+
+impl Sides {
+    fn key(&self, c: Conn) -> ConnKey {
+        ConnKey {
+            router: self.routers[c.router].shared.router_id,
+            conn: c.conn,
+        }
+    }
+
+    /// The embedded core's connection id for `c` (it is one router: routers are folded in).
+    fn core_conn(c: Conn) -> u64 {
+        c.router as u64 * 100 + c.conn
+    }
+
+    /// Applies one write to every side; returns the bare rules' updates and the core's.
+    async fn apply(&mut self, c: Conn, write: Write, at: Millis) -> (Vec<Update>, Vec<Update>) {
+        let u = user(c.user);
+        let key = self.key(c);
+        let record = self.bare.entry(u.clone()).or_default();
+        let mut bare = Vec::new();
+        let core = match &write {
+            Write::Connect { device, .. } => {
+                record.connect(&RULES, &u, key, device.device_id.clone(), at, &mut bare);
+                self.core
+                    .connect(&u, Self::core_conn(c), device.device_id.clone(), at)
+            }
+            Write::Heartbeat { .. } => {
+                record.heartbeat(&RULES, &u, key, at, &mut bare);
+                self.core.heartbeat(&u, Self::core_conn(c), at)
+            }
+            Write::Leave { .. } => {
+                record.disconnect(&RULES, &u, key, at, &mut bare);
+                self.core.disconnect(&u, Self::core_conn(c), at)
+            }
+            _ => unreachable!("only connection writes here"),
+        };
+        let failed = records::apply(&self.routers[c.router].shared, vec![write]).await;
+        assert!(failed.is_empty(), "a Redis write failed");
+        (bare, core.updates)
+    }
+
+    async fn wake_all(&mut self, at: Millis) -> (Vec<Update>, Vec<Update>) {
+        let mut bare = Vec::new();
+        let mut core = Vec::new();
+        for i in 0..USERS.len() {
+            let u = user(i);
+            if let Some(record) = self.bare.get_mut(&u) {
+                record.wake(&RULES, &u, at, &mut bare);
+            }
+            core.extend(self.core.wake(&u, at).updates);
+            let wake = Write::Wake {
+                user_id: u.clone(),
+                at,
+            };
+            let failed = records::apply(&self.routers[i % ROUTERS].shared, vec![wake]).await;
+            assert!(failed.is_empty(), "a Redis wake failed");
+        }
+        (bare, core)
+    }
+}
+
+async fn history(seed: u64, url: &str, prefix: &str) {
+    let tasks = Tasks::new(CancellationToken::new());
+    let mut routers = Vec::new();
+    let mut drains = Vec::new();
+    for _ in 0..ROUTERS {
+        let (store, drain) = RedisStore::start(url, prefix, RULES, Clock::start(), 4096, &tasks)
+            .await
+            .expect("store");
+        routers.push(store);
+        drains.push(drain);
+    }
+    let mut feed = routers[0].feed();
+    let mut sides = Sides {
+        bare: HashMap::new(),
+        core: Presence::new(RULES),
+        routers,
+    };
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    // Far from the routers' own clocks, so that no sweep or expiry event of theirs interferes:
+    // time moves only as the history says.
+    let mut t: Millis = Clock::start().now_ms() + 10 * 24 * 3600 * 1000;
+    let mut open: Vec<Conn> = Vec::new();
+    let mut closed: Vec<Conn> = Vec::new();
+    let mut log = Vec::new();
+    for _ in 0..STEPS {
+        let op = match rng.below(10) {
+            0..=2 => {
+                let c = Conn {
+                    user: rng.below(USERS.len() as u64) as usize,
+                    router: rng.below(ROUTERS as u64) as usize,
+                    conn: rng.below(CONNS_PER_ROUTER) + 1,
+                };
+                if open
+                    .iter()
+                    .any(|o| o.router == c.router && o.conn == c.conn)
+                {
+                    Op::Advance(50)
+                } else {
+                    Op::Connect(c, rng.below(4) != 0)
+                }
+            }
+            3..=4 if !open.is_empty() => Op::Heartbeat(open[rng.below(open.len() as u64) as usize]),
+            5 if !open.is_empty() => Op::Leave(open[rng.below(open.len() as u64) as usize]),
+            6 if !closed.is_empty() => {
+                Op::LateHeartbeat(closed[rng.below(closed.len() as u64) as usize])
+            }
+            _ => Op::Advance([0, 50, 200, 400, 900, 1_500][rng.below(6) as usize]),
+        };
+        log.push(format!("t={t} {op:?}"));
+        let (bare, core) = match op {
+            Op::Connect(c, with_id) => {
+                open.push(c);
+                closed.retain(|x| *x != c);
+                let write = Write::Connect {
+                    device: device(c, with_id),
+                    at: t,
+                };
+                sides.apply(c, write, t).await
+            }
+            Op::Heartbeat(c) | Op::LateHeartbeat(c) => {
+                let write = Write::Heartbeat {
+                    device: device(c, false),
+                    at: t,
+                };
+                sides.apply(c, write, t).await
+            }
+            Op::Leave(c) => {
+                open.retain(|x| *x != c);
+                closed.push(c);
+                let write = Write::Leave {
+                    device: device(c, false),
+                    at: t,
+                };
+                sides.apply(c, write, t).await
+            }
+            Op::Advance(dt) => {
+                t += dt;
+                sides.wake_all(t).await
+            }
+        };
+        let expected: Vec<_> = bare.iter().map(observable).collect();
+        let from_core: Vec<_> = core.iter().map(observable).collect();
+        assert_eq!(
+            from_core,
+            expected,
+            "seed {seed}, core vs rules:\n{}",
+            log.join("\n")
+        );
+        let mut from_redis = Vec::new();
+        while from_redis.len() < expected.len() {
+            let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "seed {seed}: Redis published {from_redis:?}, rules {expected:?}:\n{}",
+                        log.join("\n")
+                    )
+                })
+                .expect("feed");
+            if let FeedEvent::Update(published) = &*event {
+                from_redis.push(observable(&published.update));
+            }
+        }
+        assert_eq!(
+            from_redis,
+            expected,
+            "seed {seed}, Redis vs rules:\n{}",
+            log.join("\n")
+        );
+    }
+    // Nothing more was published than the rules decided.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), feed.recv())
+            .await
+            .is_err(),
+        "seed {seed}: Redis published more than the rules"
+    );
+    for i in 0..USERS.len() {
+        let u = user(i);
+        let bare = sides.bare.get(&u).map(|r| r.view(&u, t));
+        let core = sides.core.user(&u, t);
+        let (_, record) = records::read_records(&sides.routers[0].shared, [u.clone()].iter())
+            .await
+            .expect("read")
+            .remove(0);
+        let redis = record.map(|r| r.view(&u, t));
+        assert_eq!(core, bare, "seed {seed}: core lookup of {u}");
+        assert_eq!(redis, bare, "seed {seed}: Redis lookup of {u}");
+    }
+    tasks.shutdown().cancel();
+    for drain in drains {
+        drain.wait(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_the_embedded_store_and_redis_agree_on_random_histories() {
+    let server = redis_server::RedisServer::start(&[]);
+    for seed in 0..SEEDS {
+        // A prefix per history: each starts from an empty store.
+        history(seed, &server.url(), &format!("h{seed}:")).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! A redis-server of the test's own: started on a free loopback port, killed on drop. Shared by
+//! the integration tests (through `common`) and the Redis store's unit tests (by path).
+
+use std::time::Duration;
+
+/// How long a redis-server may take to come up.
+const START_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A redis-server of the test's own on a free loopback port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one with no persistence and `extra` arguments (e.g. `--notify-keyspace-events Kg`).
+    pub fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::start_on(free_port(), extra)
+    }
+
+    /// The same on `port`.
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut server = RedisServer {
+            port,
+            args,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (no shutdown, nothing saved).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts it on the same port, empty, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new(redis_server())
+            .args(&self.args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + START_PATIENCE;
+        // With `--requirepass`, a refused PING also says it is up.
+        let up =
+            |reply: Option<String>| reply.is_some_and(|r| r == "PONG" || r.starts_with("-NOAUTH"));
+        while !up(self.command(&["PING"])) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs one command and returns its reply flattened to text (`None` when unreachable).
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).ok()?;
+        stream.write_all(b"*1\r\n$4\r\nQUIT\r\n").ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).ok()?;
+        let reply = reply.strip_suffix("+OK\r\n").unwrap_or(&reply);
+        let lines: Vec<&str> = reply
+            .lines()
+            .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
+            .map(|l| l.trim_start_matches(['+', ':']))
+            .collect();
+        Some(lines.join(" "))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A loopback port nothing listens on (free when asked).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The redis-server binary, installed from the distribution when missing and possible.
+pub fn redis_server() -> &'static str {
+    static FOUND: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let present = || std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+        if present() {
+            return;
+        }
+        eprintln!("redis-server is missing: installing it with apt-get");
+        // Test binaries run at once: each waits for the others' dpkg lock instead of failing.
+        let apt = |args: &[&str]| {
+            let _ = std::process::Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=300"]).args(args).status();
+        };
+        apt(&["update"]);
+        apt(&["install", "-y", "redis-server"]);
+        assert!(
+            present(),
+            "the Redis tests need redis-server and it could not be installed here: install it (apt-get install redis-server) and run again"
+        );
+    });
+    "redis-server"
+}
