@@ -368,3 +368,30 @@ async fn a_leave_that_failed_is_sent_again() {
         closed.elapsed()
     );
 }
+
+/// Two deployments on one Redis, each under its own `REDIS_KEY_PREFIX`, do not see each other.
+#[tokio::test]
+async fn key_prefixes_keep_deployments_apart() {
+    let redis = RedisServer::start(&[]);
+    let fleet_a = router(&redis, |a| a.redis_key_prefix = Some("fleet-a:".into())).await;
+    let fleet_b = router(&redis, |a| a.redis_key_prefix = Some("fleet-b:".into())).await;
+    let (mut dashboard_b, _) = Client::dashboard(&fleet_b, "dispatcher-b").await;
+    let _phone = Client::mobile(&fleet_a, "driver-1", "phone").await;
+    while common::status_of(&fleet_a, "driver-1").await != "online" {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(common::status_of(&fleet_b, "driver-1").await, "offline");
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "fleet-a:user:driver-1"])
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "presence:user:driver-1"])
+            .as_deref(),
+        Some("0")
+    );
+    dashboard_b.quiet_for(Duration::from_millis(300)).await;
+}
