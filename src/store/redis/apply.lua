@@ -2,10 +2,11 @@
 -- changed it since the router read it: a compare-and-set on its revision. The rules are not
 -- here: this only writes, indexes, expires and publishes what was decided.
 -- KEYS = meta, user, deadlines, seq.
--- ARGV = user id, revision read ('' = none), record JSON ('' = forget the user), status,
---   lastSeen, deviceId ('' = none), version, user key TTL ms (0 = delete it), deadline ms
---   (0 = not indexed), meta TTL ms (0 = none), updates channel, then per change its status
---   channel and its message (JSON; the sequence number is added here).
+-- ARGV = user id, revision read ('' = none), record JSON ('' = forget the user), then the seed's
+--   fields for outside readers, each '' when unchanged: status, lastSeen, deviceId, version;
+--   then user key TTL ms (0 = delete it), deadline ms (0 = not indexed), meta TTL ms (0 = none),
+--   updates channel, then per change its status channel and its message (JSON; the sequence
+--   number is added here).
 -- Returns the revision written, or -1 when the record had changed (read it again).
 local meta, user, deadlines, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local u = ARGV[1]
@@ -17,15 +18,21 @@ if ARGV[3] == '' then
   redis.call('ZREM', deadlines, u)
   return next_rev
 end
-redis.call('HSET', meta, 'rec', ARGV[3], 'rev', next_rev, 'status', ARGV[4],
-  'lastSeen', ARGV[5], 'version', ARGV[7], 'role', 'mobile')
-if ARGV[6] ~= '' then redis.call('HSET', meta, 'deviceId', ARGV[6]) end
+local fields = { 'rec', ARGV[3], 'rev', next_rev }
+if rev == '' then table.insert(fields, 'role'); table.insert(fields, 'mobile') end
+local names = { 'status', 'lastSeen', 'deviceId', 'version' }
+for i = 1, 4 do
+  if ARGV[3 + i] ~= '' then
+    table.insert(fields, names[i]); table.insert(fields, ARGV[3 + i])
+  end
+end
+redis.call('HSET', meta, unpack(fields))
 local pttl = tonumber(ARGV[8])
 if pttl > 0 then redis.call('SET', user, '1', 'PX', pttl) else redis.call('DEL', user) end
 local deadline = tonumber(ARGV[9])
 if deadline > 0 then redis.call('ZADD', deadlines, deadline, u) else redis.call('ZREM', deadlines, u) end
 local keep = tonumber(ARGV[10])
-if keep > 0 then redis.call('PEXPIRE', meta, keep) else redis.call('PERSIST', meta) end
+if keep > 0 then redis.call('PEXPIRE', meta, keep) elseif ARGV[4] ~= '' then redis.call('PERSIST', meta) end
 for i = 12, #ARGV, 2 do
   local message = string.sub(ARGV[i + 1], 1, -2) .. ',"seq":' .. redis.call('INCR', seq) .. '}'
   redis.call('PUBLISH', ARGV[11], message)

@@ -31,7 +31,7 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
         }
         let current = std::mem::take(&mut todo);
         let users: Vec<Arc<str>> = current.iter().map(|u| u.user_id.clone()).collect();
-        let read = read_records(shared, users.iter()).await;
+        let read = read_raw(shared, users.iter()).await;
         let records = match read {
             Ok(records) => records,
             Err(error) => {
@@ -43,29 +43,33 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
         let now = shared.clock.now_ms();
         let mut calls = Vec::new();
         let mut waiting = Vec::new();
-        for (user, (revision, record)) in current.into_iter().zip(records) {
-            let before = record.clone();
-            let mut record = record.unwrap_or_default();
+        for (user, (revision, before)) in current.into_iter().zip(records) {
+            let old = before.as_deref().and_then(parse);
+            let mut record = old.clone().unwrap_or_default();
             let mut updates = Vec::new();
             let mut wake = false;
             for write in &user.writes {
                 wake |= matches!(write, Write::Wake { .. });
                 decide(shared, &mut record, write, now, &mut updates);
             }
+            let json = serde_json::to_string(&record).unwrap_or_default();
             // Nothing changed: nothing to write (a sweep also refreshes the index).
-            if before.as_ref() == Some(&record) && !wake
-                || before.is_none() && record == Record::default()
-            {
+            let unchanged = match &before {
+                Some(before) => *before == json,
+                None => record == Record::default(),
+            };
+            if unchanged && !wake {
                 continue;
             }
-            calls.push(call(
-                shared,
-                &user.user_id,
+            let change = Change {
+                user_id: &user.user_id,
                 revision,
-                &record,
-                &updates,
-                now,
-            ));
+                record: &record,
+                old: old.as_ref(),
+                json,
+                updates: &updates,
+            };
+            calls.push(call(shared, change, now));
             waiting.push(user);
         }
         if calls.is_empty() {
@@ -159,6 +163,25 @@ pub(super) async fn read_records<'a>(
     shared: &Shared,
     users: impl Iterator<Item = &'a Arc<str>>,
 ) -> Result<Vec<(String, Option<Record>)>, fred::error::Error> {
+    Ok(read_raw(shared, users)
+        .await?
+        .into_iter()
+        .map(|(revision, json)| (revision, json.as_deref().and_then(parse)))
+        .collect())
+}
+
+/// A record's JSON, read; an unreadable one is started afresh (and said so).
+fn parse(json: &str) -> Option<Record> {
+    serde_json::from_str(json)
+        .map_err(|error| warn!(%error, "unreadable presence record; starting afresh"))
+        .ok()
+}
+
+/// Each user's revision and record JSON, as stored.
+async fn read_raw<'a>(
+    shared: &Shared,
+    users: impl Iterator<Item = &'a Arc<str>>,
+) -> Result<Vec<(String, Option<String>)>, fred::error::Error> {
     let pipe = shared.client.pipeline();
     let mut count = 0;
     for user in users {
@@ -182,12 +205,7 @@ pub(super) async fn read_records<'a>(
                 .next()
                 .and_then(|v| v.as_string())
                 .unwrap_or_default();
-            let record = fields.next().and_then(|v| v.as_string()).and_then(|json| {
-                serde_json::from_str(&json)
-                    .map_err(|error| warn!(%error, "unreadable presence record; starting afresh"))
-                    .ok()
-            });
-            (revision, record)
+            (revision, fields.next().and_then(|v| v.as_string()))
         })
         .collect())
 }
@@ -212,18 +230,23 @@ fn status_text(status: Status) -> &'static str {
     }
 }
 
-/// The `EVALSHA apply` arguments that write `record` for `user_id` over `revision`.
-fn call(
-    shared: &Shared,
-    user_id: &str,
+/// One user's decided record, to write.
+struct Change<'a> {
+    user_id: &'a str,
+    /// The revision it was decided on ('' for a new record).
     revision: String,
-    record: &Record,
-    updates: &[Update],
-    now: Millis,
-) -> Vec<String> {
+    record: &'a Record,
+    /// The record as read, to send only the seed fields that changed.
+    old: Option<&'a Record>,
+    json: String,
+    updates: &'a [Update],
+}
+
+/// The `EVALSHA apply` arguments that write a change.
+fn call(shared: &Shared, change: Change<'_>, now: Millis) -> Vec<String> {
     let keys = &shared.keys;
     let rules = &shared.rules;
-    let forget = record.forgotten(rules, now);
+    let record = change.record;
     let online = record.status() == Status::Online;
     let deadline = record.next_deadline(rules).unwrap_or(now);
     let (user_ttl, indexed, keep) = if online {
@@ -231,34 +254,39 @@ fn call(
     } else {
         (0, 0, deadline.saturating_sub(now).max(1))
     };
-    let json = if forget {
+    let json = if record.forgotten(rules, now) {
         String::new()
     } else {
-        serde_json::to_string(record).unwrap_or_default()
+        change.json
+    };
+    // A seed field the record had already is not written again ('' = unchanged).
+    let changed = |field: &dyn Fn(&Record) -> String| {
+        let value = field(record);
+        match change.old {
+            Some(old) if field(old) == value => String::new(),
+            _ => value,
+        }
     };
     let mut args = vec![
         shared.scripts.apply.sha1().to_string(),
         "4".to_owned(),
-        keys.meta(user_id),
-        keys.user(user_id),
+        keys.meta(change.user_id),
+        keys.user(change.user_id),
         keys.deadlines(),
         keys.seq(),
-        user_id.to_owned(),
-        revision,
+        change.user_id.to_owned(),
+        change.revision,
         json,
-        status_text(record.status()).to_owned(),
-        record.last_seen().to_string(),
-        record
-            .device_id()
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
-        record.version().to_string(),
+        changed(&|r| status_text(r.status()).to_owned()),
+        changed(&|r| r.last_seen().to_string()),
+        changed(&|r| r.device_id().map(|d| d.to_string()).unwrap_or_default()),
+        changed(&|r| r.version().to_string()),
         user_ttl.to_string(),
         indexed.to_string(),
         keep.to_string(),
         keys.updates(),
     ];
-    for update in updates {
+    for update in change.updates {
         let message = Message {
             user_id: &update.user_id,
             status: status_text(update.status),
