@@ -81,24 +81,7 @@ impl RedisServer {
 
     /// Runs one command and returns its reply flattened to text (`None` when unreachable).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes()).ok()?;
-        stream.write_all(b"*1\r\n$4\r\nQUIT\r\n").ok()?;
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).ok()?;
-        let reply = reply.strip_suffix("+OK\r\n").unwrap_or(&reply);
-        let lines: Vec<&str> = reply
-            .lines()
-            .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
-            .map(|l| l.trim_start_matches(['+', ':']))
-            .collect();
-        Some(lines.join(" "))
+        command_on(self.port, args)
     }
 }
 
@@ -137,4 +120,27 @@ pub fn redis_server() -> &'static str {
         );
     });
     "redis-server"
+}
+
+/// Runs one command on the Redis at `port` and returns its reply flattened to text (`None` when
+/// unreachable).
+pub fn command_on(port: u16, args: &[&str]) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.write_all(b"*1\r\n$4\r\nQUIT\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let reply = reply.strip_suffix("+OK\r\n").unwrap_or(&reply);
+    let lines: Vec<&str> = reply
+        .lines()
+        .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
+        .map(|l| l.trim_start_matches(['+', ':']))
+        .collect();
+    Some(lines.join(" "))
 }

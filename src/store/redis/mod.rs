@@ -69,7 +69,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Users asked for per page of a snapshot: each page is one ZSCAN and one pipeline of reads,
 /// small enough that other clients of Redis never wait behind it for long.
-const SNAPSHOT_PAGE: u32 = 500;
+const SNAPSHOT_PAGE: u32 = 200;
 
 /// How long start-up waits for Redis to be ready (scripts loaded, subscribed) before the router
 /// serves anyway, degraded: long enough for a busy Redis, short enough for one that is down.
