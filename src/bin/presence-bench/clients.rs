@@ -155,13 +155,16 @@ impl Arrivals {
     }
 }
 
-/// A dashboard: records the arrival of every update for users whose id starts with `watch`.
+/// A dashboard: says `ready` once its snapshot has come, then records the arrival of every
+/// update for users whose id starts with `watch`.
 pub async fn run_dashboard(
     mut ws: Ws,
     watch: &'static str,
     arrivals: Arc<Arrivals>,
+    ready: tokio::sync::oneshot::Sender<()>,
     stop: CancellationToken,
 ) {
+    let mut ready = Some(ready);
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => break,
@@ -176,6 +179,11 @@ pub async fn run_dashboard(
         let Ok(frame) = Frame::decode(&bytes) else {
             continue;
         };
+        if frame.message_type == MessageType::PRESENCE_SNAPSHOT {
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+        }
         if frame.message_type != MessageType::PRESENCE_UPDATE {
             continue;
         }

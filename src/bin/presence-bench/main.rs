@@ -367,16 +367,27 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     }
 
     eprintln!("connecting {} dashboards", args.dashboards);
+    let mut readies = Vec::new();
     for i in 0..args.dashboards {
         let target = &targets[i % targets.len()];
         let ws =
             clients::connect(target, None, &format!("dash-{i}"), Role::Dashboard, None).await?;
+        let (ready, snapshot_came) = tokio::sync::oneshot::channel();
+        readies.push(snapshot_came);
         tokio::spawn(clients::run_dashboard(
             ws,
             "p-",
             arrivals.clone(),
+            ready,
             stop.clone(),
         ));
+    }
+    // A probe that comes online before a dashboard's snapshot is in that snapshot, not an update.
+    for snapshot_came in readies {
+        tokio::time::timeout(Duration::from_secs(30), snapshot_came)
+            .await
+            .map_err(|_| anyhow::anyhow!("a dashboard got no snapshot within 30 s"))?
+            .map_err(|_| anyhow::anyhow!("a dashboard closed before its snapshot"))?;
     }
 
     eprintln!(
