@@ -1,4 +1,5 @@
-//! Redis losing its data while handsets come and go: killed and restarted empty, or FLUSHALL.
+//! Redis losing its data while handsets come and go (killed and restarted empty, FLUSHALL) or
+//! holding every client (CLIENT PAUSE).
 //! Two routers, a dashboard on each, handsets heartbeating on both. Every frame a dashboard gets
 //! is applied as PROTOCOL.md says (a snapshot replaces the view; an update applies when its
 //! version is higher), and the view is checked after each one: no connected handset is ever shown
@@ -133,6 +134,8 @@ enum Fault {
     Restart,
     /// Every key deleted under the routers' feet.
     Flush,
+    /// Every client held for 1.5 s (`CLIENT PAUSE`): writes wait, nothing is lost.
+    Pause,
 }
 
 async fn survive(fault: Fault) {
@@ -158,6 +161,12 @@ async fn survive(fault: Fault) {
     match fault {
         Fault::Restart => redis.stop(),
         Fault::Flush => assert_eq!(redis.command(&["FLUSHALL"]).as_deref(), Some("OK")),
+        Fault::Pause => assert_eq!(
+            redis
+                .command(&["CLIENT", "PAUSE", "1500", "ALL"])
+                .as_deref(),
+            Some("OK")
+        ),
     }
     leaves.cancel();
     leaver.await.expect("the leaver closes");
@@ -188,4 +197,9 @@ async fn redis_restarted_empty_loses_no_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_loses_no_one_and_keeps_no_ghost() {
     survive(Fault::Flush).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_loses_no_one() {
+    survive(Fault::Pause).await;
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::binary::{get, get_until};
-use common::{free_port, redis_server, token, Client, RedisServer, RouterProcess, PATIENCE};
+use common::{free_port, redis_server, RedisServer, RouterProcess, PATIENCE};
 use presence_router::auth::Role;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -163,16 +163,8 @@ struct TlsRedis(Child);
 impl TlsRedis {
     fn start(dir: &Path, port: u16) -> TlsRedis {
         let mut child = Command::new(redis_server())
-            .args([
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", "0"])
+            .args(common::redis_server::LOOPBACK_NOTHING_KEPT)
             .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
             .args([
                 "--tls-cert-file",
@@ -225,24 +217,9 @@ async fn rediss_urls_speak_tls_to_redis() {
     ]);
     assert_eq!(get_until(&router.addr, "/ready", 200, PATIENCE).0, 200);
 
-    let dashboard_url = format!(
-        "{}?token={}",
-        router.ws_url(),
-        token("dispatcher", Role::Dashboard)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(dashboard_url)
-        .await
-        .expect("dashboard");
-    let mut dashboard = Client { ws };
+    let mut dashboard = router.client("dispatcher", Role::Dashboard).await;
     let _snapshot = dashboard.next_frame().await;
-    let phone_url = format!(
-        "{}?token={}",
-        router.ws_url(),
-        token("driver-1", Role::Mobile)
-    );
-    let (phone, _) = tokio_tungstenite::connect_async(phone_url)
-        .await
-        .expect("handset");
+    let phone = router.client("driver-1", Role::Mobile).await;
     let online = dashboard.next_update().await;
     assert_eq!(
         (online["userId"].as_str(), online["status"].as_str()),
@@ -271,15 +248,7 @@ async fn the_write_backlog_shows_in_metrics() {
     assert_eq!(get_until(&router.addr, "/ready", 200, PATIENCE).0, 200);
     redis.stop();
     assert_eq!(get_until(&router.addr, "/ready", 503, PATIENCE).0, 503);
-    let url = format!(
-        "{}?token={}",
-        router.ws_url(),
-        token("driver-1", Role::Mobile)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("handset");
-    let mut phone = Client { ws };
+    let mut phone = router.client("driver-1", Role::Mobile).await;
     for _ in 0..200 {
         phone.heartbeat("driver-1").await;
     }

@@ -116,15 +116,7 @@ async fn a_killed_router_leaves_no_ghost() {
     })
     .await;
     let (mut dashboard, _) = Client::dashboard(&b, "dispatcher").await;
-    let request = format!(
-        "{}?token={}&device_id=phone",
-        a.ws_url(),
-        token("driver-1", Role::Mobile)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgrade on A");
-    let _phone = Client { ws };
+    let _phone = a.client("driver-1", Role::Mobile).await;
     assert_eq!(dashboard.next_update().await["status"], "online");
 
     a.kill();
@@ -151,10 +143,7 @@ async fn an_expiry_is_not_lost_while_no_router_runs() {
         ("PRESENCE_TTL", "1s"),
         ("PRESENCE_HEARTBEAT_MIN_INTERVAL", "200ms"),
     ]);
-    let request = format!("{}?token={}", a.ws_url(), token("driver-1", Role::Mobile));
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgrade on A");
+    let phone = a.client("driver-1", Role::Mobile).await;
     while redis
         .command(&["EXISTS", "presence:user:driver-1"])
         .as_deref()
@@ -163,7 +152,7 @@ async fn an_expiry_is_not_lost_while_no_router_runs() {
         tokio::task::yield_now().await;
     }
     a.kill();
-    drop(ws);
+    drop(phone);
     while redis
         .command(&["EXISTS", "presence:user:driver-1"])
         .as_deref()

@@ -119,6 +119,19 @@ impl RouterProcess {
         RouterProcess { addr, child, log }
     }
 
+    /// A client of `user` with `role` (and device `phone`), its token in the query.
+    pub async fn client(&self, user: &str, role: Role) -> Client {
+        let request = format!(
+            "{}?token={}&device_id=phone",
+            self.ws_url(),
+            token(user, role)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade accepted");
+        Client { ws }
+    }
+
     /// Kills it without any shutdown: its sockets vanish, nothing is cleaned up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

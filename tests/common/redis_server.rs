@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// Loopback only, nothing persisted: the arguments every test's redis-server runs with.
+pub const LOOPBACK_NOTHING_KEPT: &[&str] =
+    &["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+
 /// How long a redis-server may take to come up.
 const START_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -21,19 +25,12 @@ impl RedisServer {
 
     /// The same on `port`.
     pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let port_text = port.to_string();
+        let mut args: Vec<String> = ["--port", port_text.as_str()]
+            .iter()
+            .chain(LOOPBACK_NOTHING_KEPT)
+            .map(|s| (*s).to_owned())
+            .collect();
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut server = RedisServer {
             port,
