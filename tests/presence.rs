@@ -5,7 +5,8 @@ mod common;
 
 use common::{status_of, Client, Router};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 fn ms(text: &str) -> Option<String> {
     Some(text.to_owned())
@@ -90,7 +91,7 @@ async fn heartbeats_keep_a_user_online_past_the_ttl() {
 
 /// A handset that goes silent is offline after the TTL even though its socket is open; its next
 /// heartbeat brings it back.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silence_expires_the_user_with_the_socket_still_open() {
     let router = Router::start(|a| {
         a.presence_ttl = ms("1s");
@@ -118,7 +119,7 @@ async fn silence_expires_the_user_with_the_socket_still_open() {
 }
 
 /// Closing the last socket reports the user offline once the debounce has passed.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn closing_goes_offline_after_the_debounce() {
     let router = Router::start(|a| a.presence_offline_debounce = ms("400ms")).await;
     let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
@@ -138,7 +139,7 @@ async fn closing_goes_offline_after_the_debounce() {
 }
 
 /// A reconnect inside the debounce window is invisible: no offline, no online.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_reconnect_inside_the_debounce_produces_no_update() {
     let router = Router::start(|a| a.presence_offline_debounce = ms("1s")).await;
     let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
@@ -158,7 +159,7 @@ async fn a_reconnect_inside_the_debounce_produces_no_update() {
 }
 
 /// With two devices the user stays online until both have left.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_devices_go_offline_only_after_both_leave() {
     let router = Router::start(|a| a.presence_offline_debounce = ms("0")).await;
     let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
