@@ -152,16 +152,19 @@ impl Presence {
                 Status::Offline => self.online -= 1,
             }
         }
-        let wake_at =
-            slot.record
-                .next_deadline(&self.rules)
-                .and_then(|deadline| match slot.armed {
-                    Some(armed) if armed <= deadline => None,
-                    _ => {
-                        slot.armed = Some(deadline);
-                        Some(deadline)
-                    }
-                });
+        // Only online users are woken: the retention of offline ones is [`Presence::forget`]'s,
+        // so that a user who flaps does not leave a 30-day wake-up behind each time.
+        let deadline = match slot.record.status() {
+            Status::Online => slot.record.next_deadline(&self.rules),
+            Status::Offline => None,
+        };
+        let wake_at = deadline.and_then(|deadline| match slot.armed {
+            Some(armed) if armed <= deadline => None,
+            _ => {
+                slot.armed = Some(deadline);
+                Some(deadline)
+            }
+        });
         Effect { updates, wake_at }
     }
 
@@ -194,16 +197,11 @@ impl Presence {
         })
     }
 
-    /// Time has come for a wake-up asked for earlier: expire or end the debounce if due; forget
-    /// a user whose retention has passed.
+    /// Time has come for a wake-up asked for earlier: expire or end the debounce if due.
     pub fn wake(&mut self, user_id: &Arc<str>, now: Millis) -> Effect {
         if let Some(slot) = self.users.get_mut(user_id) {
             if slot.armed.is_some_and(|armed| armed <= now) {
                 slot.armed = None;
-            }
-            if slot.record.forgotten(&self.rules, now) {
-                self.users.remove(user_id);
-                return Effect::default();
             }
         }
         self.apply(user_id, false, |record, rules, updates| {
@@ -211,12 +209,21 @@ impl Presence {
         })
     }
 
-    /// The users online at `now`, in no particular order.
-    pub fn online_users(&self, now: Millis) -> Vec<UserView> {
+    /// Forgets every offline user whose retention has passed; returns how many.
+    pub fn forget(&mut self, now: Millis) -> usize {
+        let before = self.users.len();
+        let rules = self.rules;
+        self.users
+            .retain(|_, slot| !slot.record.forgotten(&rules, now));
+        before - self.users.len()
+    }
+
+    /// The users online in their records, in no particular order.
+    pub fn online_users(&self) -> Vec<UserView> {
         self.users
             .iter()
-            .map(|(id, slot)| slot.record.view(id, now))
-            .filter(|view| view.status == Status::Online)
+            .filter(|(_, slot)| slot.record.status() == Status::Online)
+            .map(|(id, slot)| slot.record.stored_view(id))
             .collect()
     }
 

@@ -384,3 +384,31 @@ async fn key_prefixes_keep_deployments_apart() {
     );
     dashboard_b.quiet_for(Duration::from_millis(300)).await;
 }
+
+/// A connection whose record Redis lost without a trace of it (a connect dropped from a full
+/// queue, a Redis back from an old save: the epoch survives, nothing is restored) comes back
+/// with its next heartbeat.
+#[tokio::test]
+async fn a_live_connection_unknown_to_redis_is_registered_by_its_heartbeat() {
+    let redis = RedisServer::start(&[]);
+    let r = router(&redis, |a| {
+        a.presence_heartbeat_min_interval = Some("0".into());
+        a.presence_offline_debounce = Some("0".into());
+    })
+    .await;
+    let mut phone = Client::mobile(&r, "driver-1", "phone").await;
+    while common::status_of(&r, "driver-1").await != "online" {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.command(&["DEL", "presence:meta:driver-1", "presence:user:driver-1"]);
+    assert_eq!(common::status_of(&r, "driver-1").await, "offline");
+    phone.heartbeat("driver-1").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::status_of(&r, "driver-1").await != "online" {
+        assert!(
+            Instant::now() < deadline,
+            "the heartbeat did not bring it back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

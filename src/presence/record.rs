@@ -113,13 +113,25 @@ impl Record {
         updates: &mut Vec<Update>,
     ) {
         self.wake(rules, user_id, now, updates);
-        self.conns.retain(|c| c.key != key);
-        self.conns.push(Conn {
-            key,
-            device_id,
-            deadline: now.saturating_add(rules.ttl),
-        });
+        let deadline = now.saturating_add(rules.ttl);
+        match self.conns.iter_mut().find(|c| c.key == key) {
+            // The same connection again (a restore, a replay): its deadline never moves back.
+            Some(conn) => {
+                conn.deadline = conn.deadline.max(deadline);
+                conn.device_id = device_id.or(conn.device_id.take());
+            }
+            None => self.conns.push(Conn {
+                key,
+                device_id,
+                deadline,
+            }),
+        }
         updates.extend(self.seen(rules, user_id, key, now));
+    }
+
+    /// Whether connection `key` is open in this record.
+    pub fn has_conn(&self, key: ConnKey) -> bool {
+        self.conns.iter().any(|c| c.key == key)
     }
 
     /// A heartbeat of connection `key`, received at `at`, is written (as of `at`, however late
@@ -159,12 +171,24 @@ impl Record {
             return;
         }
         self.wake(rules, user_id, now, updates);
-        // Already offline, still connected elsewhere, or already in the debounce of an earlier
-        // leave (a silent connection closing now does not restart it).
-        if self.status == Status::Offline
-            || self.conns.iter().any(|c| c.deadline > now)
-            || self.offline_at.is_some()
+        if self.status == Status::Offline {
+            return;
+        }
+        // Still connected elsewhere: online until those connections' own deadlines at most (a
+        // connection of a router that died stops writing, and the user goes with it).
+        if let Some(latest) = self
+            .conns
+            .iter()
+            .map(|c| c.deadline)
+            .filter(|d| *d > now)
+            .max()
         {
+            self.expires_at = latest;
+            return;
+        }
+        // Already in the debounce of an earlier leave (a silent connection closing now does not
+        // restart it).
+        if self.offline_at.is_some() {
             return;
         }
         self.left_at = now;
@@ -220,6 +244,18 @@ impl Record {
             user_id: user_id.clone(),
             status,
             last_seen,
+            device_id: self.device_id.clone(),
+            version: self.version,
+        }
+    }
+
+    /// What the record holds, whatever is due (a snapshot shows an online user until the offline
+    /// update that a due expiry brings: a late heartbeat may still keep them online).
+    pub fn stored_view(&self, user_id: &Arc<str>) -> UserView {
+        UserView {
+            user_id: user_id.clone(),
+            status: self.status,
+            last_seen: self.last_seen,
             device_id: self.device_id.clone(),
             version: self.version,
         }

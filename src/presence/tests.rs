@@ -271,7 +271,7 @@ fn the_snapshot_lists_exactly_the_online_users() {
     let _ = p.connect(&alice, 1, device("a"), 0);
     let _ = p.connect(&bob, 2, None, 0);
     let _ = p.disconnect(&bob, 2, 1);
-    let online = p.online_users(1);
+    let online = p.online_users();
     assert_eq!(online.len(), 1);
     assert_eq!(online[0].user_id, alice);
     assert_eq!(p.user("bob", 0).expect("known").status, Status::Offline);
@@ -386,14 +386,17 @@ fn an_offline_user_is_forgotten_after_the_retention() {
     let alice = user("alice");
     let _ = p.connect(&alice, 1, None, 0);
     let _ = p.disconnect(&alice, 1, 1_000);
-    // The wake-up armed at connect (the TTL) comes first and asks for the next one.
-    let at_ttl = p.wake(&alice, TTL);
-    assert_eq!(at_ttl.wake_at, Some(1_000 + DEFAULT_RETENTION));
+    assert_eq!(
+        p.wake(&alice, TTL).wake_at,
+        None,
+        "no wake-up is kept for an offline user"
+    );
+    assert_eq!(p.forget(1_000 + DEFAULT_RETENTION - 1), 0);
     assert!(
         p.user("alice", TTL).is_some(),
         "remembered for its lastSeen"
     );
-    let _ = p.wake(&alice, 1_000 + DEFAULT_RETENTION);
+    assert_eq!(p.forget(1_000 + DEFAULT_RETENTION), 1);
     assert_eq!(p.user("alice", 1_000 + DEFAULT_RETENTION), None);
     assert_eq!(p.known_count(), 0);
 }
@@ -417,4 +420,46 @@ fn a_record_round_trips_through_json() {
         serde_json::from_str::<Record>(&json).expect("parse"),
         record
     );
+}
+
+/// A connection on a router that died keeps its user online only until its own deadline, not
+/// until the last write of another device that has since left.
+#[test]
+fn a_dead_routers_connection_holds_the_user_only_until_its_deadline() {
+    let mut p = core(DEBOUNCE);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, device("phone"), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), 30_000);
+    let _ = p.heartbeat(&alice, 2, 50_000);
+    let left = p.disconnect(&alice, 2, 55_000);
+    assert_eq!(left.updates.last(), None, "connection 1 still counts");
+    let offline = p
+        .wake(&alice, TTL)
+        .updates
+        .pop()
+        .expect("offline at its deadline");
+    assert_eq!(offline.last_seen, TTL);
+}
+
+/// Connecting the same connection again (a restore, a replayed write) never moves its deadline
+/// back, so another device leaving does not take the user offline early.
+#[test]
+fn a_replayed_connect_does_not_move_a_deadline_back() {
+    let rules = Rules {
+        ttl: TTL,
+        offline_debounce: 0,
+        retention: DEFAULT_RETENTION,
+    };
+    let alice = user("alice");
+    let (phone, tablet) = (
+        ConnKey { router: 1, conn: 1 },
+        ConnKey { router: 1, conn: 2 },
+    );
+    let mut record = Record::default();
+    let mut updates = Vec::new();
+    record.connect(&rules, &alice, phone, None, 50_000, &mut updates);
+    record.connect(&rules, &alice, tablet, None, 50_000, &mut updates);
+    record.connect(&rules, &alice, phone, None, 0, &mut updates);
+    record.disconnect(&rules, &alice, tablet, 70_000, &mut updates);
+    assert_eq!(record.status(), Status::Online, "{updates:?}");
 }

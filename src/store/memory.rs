@@ -104,8 +104,14 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Fires the wake-ups the core asked for, in deadline order.
+/// How often offline users past their retention are forgotten (one scan of every user).
+const FORGET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Fires the wake-ups the core asked for, in deadline order, and forgets users past their
+/// retention every [`FORGET_INTERVAL`].
 async fn run_timers(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut forget = tokio::time::interval(FORGET_INTERVAL);
+    forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (next, more_due) = {
             let now = shared.clock.now_ms();
@@ -142,6 +148,10 @@ async fn run_timers(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = shared.timer_moved.notified() => {}
             _ = sleep => {}
+            _ = forget.tick() => {
+                let now = shared.clock.now_ms();
+                lock(&shared).presence.forget(now);
+            }
         }
     }
 }
@@ -188,7 +198,7 @@ impl PresenceStore for MemoryStore {
         let now = self.shared.clock.now_ms();
         let (mut users, seq) = {
             let state = self.lock();
-            (state.presence.online_users(now), state.seq)
+            (state.presence.online_users(), state.seq)
         };
         users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(Arc::new(Snapshot::new(now, seq, seq, users)))

@@ -99,8 +99,8 @@ enum Write {
     Leave { device: Device, at: Millis },
     /// Look at a user at `at` (an expiry event, a passed deadline).
     Wake { user_id: Arc<str>, at: Millis },
-    /// Re-registers a live connection after Redis lost its data, quietly (dashboards get a
-    /// snapshot once every router has restored its connections).
+    /// Re-registers a live connection after Redis lost its data (an online update, which a
+    /// dashboard still showing the user online sees as no change).
     Restore { device: Device },
     /// Answered once every write queued before it has been sent.
     Barrier(oneshot::Sender<()>),
@@ -153,6 +153,8 @@ struct Shared {
     writes_failing: AtomicBool,
     /// Writes the writer has taken from its queues and not yet sent.
     held: AtomicUsize,
+    /// Users with a sweeper's wake queued, so that a slow writer does not get the same again.
+    waking: Mutex<HashSet<Arc<str>>>,
     /// Dashboards waiting for a snapshot.
     snapshots: Mutex<SnapshotQueue>,
 }
@@ -234,6 +236,7 @@ impl RedisStore {
             subscribed: AtomicBool::new(false),
             writes_failing: AtomicBool::new(false),
             held: AtomicUsize::new(0),
+            waking: Mutex::new(HashSet::new()),
             snapshots: Mutex::new(SnapshotQueue::default()),
         });
         let finish = CancellationToken::new();
@@ -287,6 +290,20 @@ impl Shared {
     fn backlog(&self) -> usize {
         let queued = |sender: &mpsc::Sender<Write>| sender.max_capacity() - sender.capacity();
         queued(&self.writes) + queued(&self.urgent) + self.held.load(Ordering::Relaxed)
+    }
+
+    fn waking(&self) -> MutexGuard<'_, HashSet<Arc<str>>> {
+        self.waking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The wakes of `batch` are being sent: the sweeper may ask for those users again.
+    fn woken(&self, batch: &[Write]) {
+        let mut waking = self.waking();
+        for write in batch {
+            if let Write::Wake { user_id, .. } = write {
+                waking.remove(user_id);
+            }
+        }
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<ConnId, Device>> {
@@ -400,11 +417,10 @@ async fn take_snapshot(shared: &Shared) -> Result<Snapshot, fred::error::Error> 
             .filter(|id: &Arc<str>| seen.insert(id.clone()))
             .collect();
         let records = records::read_records(shared, ids.iter()).await?;
-        let now = shared.clock.now_ms();
         users.extend(
             ids.iter()
                 .zip(records)
-                .filter_map(|(id, (_, record))| Some(record?.view(id, now)))
+                .filter_map(|(id, (_, record))| Some(record?.stored_view(id)))
                 .filter(|view| view.status == Status::Online),
         );
         if next == "0" {

@@ -5,7 +5,7 @@
 
 use super::{Shared, Write};
 use crate::presence::{ConnKey, Millis, Record, Status, Update};
-use fred::prelude::{ClientLike, HashesInterface};
+use fred::prelude::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -31,19 +31,19 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
         }
         let current = std::mem::take(&mut todo);
         let users: Vec<Arc<str>> = current.iter().map(|u| u.user_id.clone()).collect();
-        let read = read_raw(shared, users.iter()).await;
-        let records = match read {
-            Ok(records) => records,
-            Err(error) => {
-                debug!(%error, "reading presence records failed");
-                failed.extend(current.into_iter().flat_map(|u| u.writes));
-                return failed;
-            }
-        };
+        let records = read_raw(shared, users.iter()).await;
         let now = shared.clock.now_ms();
         let mut calls = Vec::new();
         let mut waiting = Vec::new();
-        for (user, (revision, before)) in current.into_iter().zip(records) {
+        let mut index_only = Vec::new();
+        for (user, read) in current.into_iter().zip(records) {
+            let (revision, before) = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    failed.extend(give_up_or_retry(&error, user.writes));
+                    continue;
+                }
+            };
             let old = before.as_deref().and_then(parse);
             let mut record = old.clone().unwrap_or_default();
             let mut updates = Vec::new();
@@ -53,12 +53,16 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
                 decide(shared, &mut record, write, now, &mut updates);
             }
             let json = serde_json::to_string(&record).unwrap_or_default();
-            // Nothing changed: nothing to write (a sweep also refreshes the index).
+            // Nothing changed: nothing to write, but a wake sets the index right (a stale score
+            // would bring the sweeper back to this user at every sweep).
             let unchanged = match &before {
                 Some(before) => *before == json,
                 None => record == Record::default(),
             };
-            if unchanged && !wake {
+            if unchanged {
+                if wake && before.is_some() {
+                    index_only.push((user.user_id.clone(), record));
+                }
                 continue;
             }
             let change = Change {
@@ -72,6 +76,7 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
             calls.push(call(shared, change, now));
             waiting.push(user);
         }
+        set_index(shared, &index_only, now).await;
         if calls.is_empty() {
             break;
         }
@@ -81,10 +86,7 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
             match result {
                 Ok(Value::Integer(-1)) => conflicts.push(user),
                 Ok(_) => {}
-                Err(error) => {
-                    debug!(%error, "presence write failed");
-                    failed.extend(user.writes);
-                }
+                Err(error) => failed.extend(give_up_or_retry(&error, user.writes)),
             }
         }
         todo = conflicts;
@@ -97,6 +99,56 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
         failed.extend(todo.into_iter().flat_map(|u| u.writes));
     }
     failed
+}
+
+/// The writes to send again after `error`: all of them when Redis may answer next time (it was
+/// unreachable, slow or busy), none when it refused them (a wrong type under a presence key, a
+/// script error): retrying those would hold every later write up behind them for ever.
+fn give_up_or_retry(error: &fred::error::Error, writes: Vec<Write>) -> Vec<Write> {
+    use fred::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Backpressure
+        | ErrorKind::Routing
+        | ErrorKind::Cluster => {
+            debug!(%error, "presence write failed; sending it again");
+            writes
+        }
+        _ => {
+            warn!(%error, writes = writes.len(), "Redis refused presence writes; dropping them");
+            Vec::new()
+        }
+    }
+}
+
+/// Sets the deadline index of users whose record a wake left unchanged.
+async fn set_index(shared: &Shared, users: &[(Arc<str>, Record)], now: Millis) {
+    if users.is_empty() {
+        return;
+    }
+    let pipe = shared.client.pipeline();
+    for (user_id, record) in users {
+        let queued: Result<(), _> = match record.next_deadline(&shared.rules) {
+            Some(deadline) if record.status() == Status::Online => {
+                pipe.zadd(
+                    shared.keys.deadlines(),
+                    None,
+                    None,
+                    false,
+                    false,
+                    (deadline.max(now) as f64, user_id.as_ref()),
+                )
+                .await
+            }
+            _ => pipe.zrem(shared.keys.deadlines(), user_id.as_ref()).await,
+        };
+        if let Err(error) = queued {
+            debug!(%error, "could not queue an index update");
+        }
+    }
+    let _ = pipe.try_all::<Value>().await;
 }
 
 /// The writes of a batch grouped by user, each user's in order, users in order of appearance.
@@ -119,8 +171,7 @@ fn by_user(batch: Vec<Write>) -> Vec<UserWrites> {
     users
 }
 
-/// One write, decided by the rules. A restore's own changes are not published: dashboards get a
-/// snapshot once every router has restored.
+/// One write, decided by the rules.
 fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out: &mut Vec<Update>) {
     let rules = &shared.rules;
     let key = |conn| ConnKey {
@@ -137,23 +188,32 @@ fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out:
             out,
         ),
         Write::Heartbeat { device, at } => {
+            // A live connection the record does not know (its connect was lost: a full queue,
+            // a Redis that came back from an old save) is registered again by its heartbeat.
+            if !record.has_conn(key(device.conn)) && shared.live().contains_key(&device.conn) {
+                record.connect(
+                    rules,
+                    &device.user_id,
+                    key(device.conn),
+                    device.device_id.clone(),
+                    *at,
+                    out,
+                );
+            }
             record.heartbeat(rules, &device.user_id, key(device.conn), *at, out)
         }
         Write::Leave { device, at } => {
             record.disconnect(rules, &device.user_id, key(device.conn), *at, out)
         }
         Write::Wake { user_id, at } => record.wake(rules, user_id, *at, out),
-        Write::Restore { device } => {
-            let mut quiet = Vec::new();
-            record.connect(
-                rules,
-                &device.user_id,
-                key(device.conn),
-                device.device_id.clone(),
-                now,
-                &mut quiet,
-            );
-        }
+        Write::Restore { device } => record.connect(
+            rules,
+            &device.user_id,
+            key(device.conn),
+            device.device_id.clone(),
+            now,
+            out,
+        ),
         Write::Barrier(_) => {}
     }
 }
@@ -163,11 +223,14 @@ pub(super) async fn read_records<'a>(
     shared: &Shared,
     users: impl Iterator<Item = &'a Arc<str>>,
 ) -> Result<Vec<(String, Option<Record>)>, fred::error::Error> {
-    Ok(read_raw(shared, users)
-        .await?
+    read_raw(shared, users)
+        .await
         .into_iter()
-        .map(|(revision, json)| (revision, json.as_deref().and_then(parse)))
-        .collect())
+        .map(|read| {
+            let (revision, json) = read?;
+            Ok((revision, json.as_deref().and_then(parse)))
+        })
+        .collect()
 }
 
 /// A record's JSON, read; an unreadable one is started afresh (and said so).
@@ -177,27 +240,29 @@ fn parse(json: &str) -> Option<Record> {
         .ok()
 }
 
-/// Each user's revision and record JSON, as stored.
+/// Each user's revision and record JSON, as stored, or why it could not be read.
 async fn read_raw<'a>(
     shared: &Shared,
     users: impl Iterator<Item = &'a Arc<str>>,
-) -> Result<Vec<(String, Option<String>)>, fred::error::Error> {
+) -> Vec<Result<(String, Option<String>), fred::error::Error>> {
     let pipe = shared.client.pipeline();
     let mut count = 0;
     for user in users {
-        let _: () = pipe
-            .hmget(shared.keys.meta(user), vec!["rev", "rec"])
-            .await?;
+        let queued: Result<(), _> = pipe.hmget(shared.keys.meta(user), vec!["rev", "rec"]).await;
+        if let Err(error) = queued {
+            debug!(%error, "could not queue a record read");
+        }
         count += 1;
     }
     if count == 0 {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let replies: Vec<Value> = pipe.try_all().await.into_iter().collect::<Result<_, _>>()?;
-    Ok(replies
+    let mut replies: Vec<Result<Value, fred::error::Error>> = pipe.try_all().await;
+    replies.resize_with(count, || Err(fred::error::Error::new_canceled()));
+    replies
         .into_iter()
         .map(|reply| {
-            let mut fields = match reply {
+            let mut fields = match reply? {
                 Value::Array(fields) => fields.into_iter(),
                 _ => Vec::new().into_iter(),
             };
@@ -205,9 +270,9 @@ async fn read_raw<'a>(
                 .next()
                 .and_then(|v| v.as_string())
                 .unwrap_or_default();
-            (revision, fields.next().and_then(|v| v.as_string()))
+            Ok((revision, fields.next().and_then(|v| v.as_string())))
         })
-        .collect())
+        .collect()
 }
 
 /// A change as it is published on `presence:updates` (the script adds `seq`).

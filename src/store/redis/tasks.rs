@@ -458,7 +458,8 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        while shared.client.is_connected() {
+        // A writer that is behind gets no more wakes: the users stay due and come next time.
+        while shared.client.is_connected() && shared.backlog() < super::BACKLOG_BEHIND {
             let due: Result<Vec<String>, _> = shared
                 .client
                 .zrangebyscore(
@@ -478,8 +479,13 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
             };
             let full = due.len() >= SWEEP_LIMIT;
             for user_id in due {
+                let user_id: Arc<str> = Arc::from(user_id);
+                // A user whose wake is still queued is not asked for again.
+                if !shared.waking().insert(user_id.clone()) {
+                    continue;
+                }
                 let wake = Write::Wake {
-                    user_id: Arc::from(user_id),
+                    user_id,
                     at: shared.clock.now_ms(),
                 };
                 if shared.writes.send(wake).await.is_err() {
@@ -500,17 +506,19 @@ async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// with backoff; meanwhile the store reports itself degraded. Once `finish` is cancelled it sends
 /// what is left and stops.
 async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToken) {
+    // Urgent writes (restores and their barrier) in their own order, all sent before any other.
+    let mut urgent: VecDeque<Write> = VecDeque::new();
     let mut pending: VecDeque<Write> = VecDeque::new();
     let mut backoff = RETRY_MIN;
     // Set while writes held back by a failure are still being sent.
     let mut replaying = false;
     loop {
-        if pending.is_empty() {
+        if urgent.is_empty() && pending.is_empty() {
             replaying = false;
             tokio::select! {
                 biased;
                 write = queues.urgent.recv() => match write {
-                    Some(write) => pending.push_back(write),
+                    Some(write) => urgent.push_back(write),
                     None => return,
                 },
                 write = queues.writes.recv() => match write {
@@ -520,12 +528,8 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
                 _ = finish.cancelled() => return,
             }
         }
-        let mut urgent = Vec::new();
         while let Ok(write) = queues.urgent.try_recv() {
-            urgent.push(write);
-        }
-        for write in urgent.into_iter().rev() {
-            pending.push_front(write);
+            urgent.push_back(write);
         }
         while pending.len() < MAX_PENDING {
             match queues.writes.try_recv() {
@@ -533,18 +537,27 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
                 Err(_) => break,
             }
         }
-        // Everything before a barrier at the front has been sent.
-        while let Some(Write::Barrier(_)) = pending.front() {
-            if let Some(Write::Barrier(done)) = pending.pop_front() {
+        // Every urgent write before a barrier at the front has been sent.
+        while let Some(Write::Barrier(_)) = urgent.front() {
+            if let Some(Write::Barrier(done)) = urgent.pop_front() {
                 let _ = done.send(());
             }
         }
-        if pending.is_empty() {
+        shared
+            .held
+            .store(urgent.len() + pending.len(), Ordering::Relaxed);
+        let queue = if urgent.is_empty() {
+            &mut pending
+        } else {
+            &mut urgent
+        };
+        if queue.is_empty() {
             continue;
         }
-        shared.held.store(pending.len(), Ordering::Relaxed);
-        let sent = shared.client.is_connected() && send(&shared, &mut pending, replaying).await;
-        shared.held.store(pending.len(), Ordering::Relaxed);
+        let sent = shared.client.is_connected() && send(&shared, queue, replaying).await;
+        shared
+            .held
+            .store(urgent.len() + pending.len(), Ordering::Relaxed);
         shared.writes_failing.store(!sent, Ordering::Relaxed);
         if sent {
             backoff = RETRY_MIN;
@@ -553,7 +566,7 @@ async fn write(shared: Arc<Shared>, mut queues: Queues, finish: CancellationToke
         replaying = true;
         if finish.is_cancelled() {
             warn!(
-                lost = pending.len(),
+                lost = urgent.len() + pending.len(),
                 "Redis unreachable at exit; writes lost"
             );
             return;
@@ -585,6 +598,7 @@ async fn send(shared: &Shared, pending: &mut VecDeque<Write>, replaying: bool) -
         .drain(..take)
         .filter(|w| shared.still_wanted(w, replaying))
         .collect();
+    shared.woken(&batch);
     let again = super::records::apply(shared, batch).await;
     let ok = again.is_empty();
     for write in again.into_iter().rev() {
