@@ -148,7 +148,7 @@ async fn lost_data(shared: &Shared) -> Result<Option<String>, fred::error::Error
     }
 }
 
-/// Re-registers every live connection of this router, quietly and ahead of any other write,
+/// Re-registers every live connection of this router, ahead of any other write,
 /// waits until they are sent, then until the epoch's grace has passed, so that every router has
 /// restored its own before any dashboard takes a snapshot. False when the router stops first.
 async fn restore(shared: &Shared, epoch: &str, shutdown: &CancellationToken) -> bool {
