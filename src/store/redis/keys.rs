@@ -4,10 +4,13 @@
 
 use crate::presence::Status;
 
-/// Key and channel names under one prefix.
+/// Key and channel names under one prefix (the fixed ones made once: every write names them).
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    deadlines: String,
+    seq: String,
+    updates: String,
 }
 
 impl Keys {
@@ -15,6 +18,9 @@ impl Keys {
     pub fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
+            deadlines: format!("{prefix}deadlines"),
+            seq: format!("{prefix}seq"),
+            updates: format!("{prefix}updates"),
         }
     }
 
@@ -38,12 +44,12 @@ impl Keys {
     /// `{prefix}deadlines`: online users by their next deadline (the sweeper's and the
     /// snapshot's index).
     pub fn deadlines(&self) -> String {
-        format!("{}deadlines", self.prefix)
+        self.deadlines.clone()
     }
 
     /// `{prefix}seq`: grows by one with each published change.
     pub fn seq(&self) -> String {
-        format!("{}seq", self.prefix)
+        self.seq.clone()
     }
 
     /// `{prefix}epoch`: names the generation of the data (see the rebuilder).
@@ -53,7 +59,7 @@ impl Keys {
 
     /// `{prefix}updates`: every change, as JSON.
     pub fn updates(&self) -> String {
-        format!("{}updates", self.prefix)
+        self.updates.clone()
     }
 
     /// `{prefix}online` / `{prefix}offline`: the same messages by status, for outside listeners.
