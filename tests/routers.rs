@@ -74,11 +74,16 @@ async fn three_routers_publish_each_change_once() {
 }
 
 /// A user with a phone on one router and a tablet on another is offline only after both leave.
+/// (With a debounce, as in production: with none, the phone's leave on one router may land
+/// before the tablet's connect on the other.)
 #[tokio::test]
 async fn multi_device_holds_across_routers() {
     let redis = RedisServer::start(&[]);
-    let a = router(&redis, no_debounce).await;
-    let b = router(&redis, no_debounce).await;
+    let short_debounce = |a: &mut presence_router::config::Args| {
+        a.presence_offline_debounce = Some("1s".into());
+    };
+    let a = router(&redis, short_debounce).await;
+    let b = router(&redis, short_debounce).await;
     let (mut dashboard, _) = Client::dashboard(&b, "dispatcher").await;
     let phone = Client::mobile(&a, "driver-1", "phone").await;
     let online = dashboard.next_update().await;
