@@ -107,13 +107,19 @@ pub fn get(addr: &str, path: &str) -> (u16, String) {
     .expect("write");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("read reply");
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let (status, _, body) = split_reply(&reply);
+    (status, body.to_owned())
+}
+
+/// A whole HTTP response as its status, head and body.
+pub fn split_reply(reply: &str) -> (u16, &str, &str) {
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((reply, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    (status, body.to_owned())
+    (status, head, body)
 }
 
 /// Asks `GET path` until its status is `status`, for at most `limit`; the last reply.

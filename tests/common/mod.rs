@@ -388,12 +388,7 @@ pub async fn http_raw(router: &Router, head: &str, body: &[u8]) -> HttpReply {
         .expect("response in time")
         .expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let (status, head, body) = binary::split_reply(&text);
     HttpReply {
         status,
         head: head.to_owned(),
