@@ -1,5 +1,5 @@
-//! Redis losing its data while handsets come and go (killed and restarted empty, FLUSHALL) or
-//! holding every client (CLIENT PAUSE).
+//! Redis losing its data while handsets come and go (killed and restarted empty, shut down for
+//! 20 s, FLUSHALL) or holding every client (CLIENT PAUSE).
 //! Two routers, a dashboard on each, handsets heartbeating on both. Every frame a dashboard gets
 //! is applied as PROTOCOL.md says (a snapshot replaces the view; an update applies when its
 //! version is higher), and the view is checked after each one: no connected handset is ever shown
@@ -130,8 +130,10 @@ async fn converge(views: &[&Arc<Mutex<View>>], online: &[&str], limit: Duration)
 }
 
 enum Fault {
-    /// Killed, down for a while, restarted empty.
+    /// Killed, down for a few heartbeats, restarted empty.
     Restart,
+    /// `SHUTDOWN NOSAVE`, down for 20 s (queued heartbeats far older than the TTL), back empty.
+    Shutdown,
     /// Every key deleted under the routers' feet.
     Flush,
     /// Every client held for 1.5 s (`CLIENT PAUSE`): writes wait, nothing is lost.
@@ -160,6 +162,10 @@ async fn survive(fault: Fault) {
 
     match fault {
         Fault::Restart => redis.stop(),
+        Fault::Shutdown => {
+            redis.command(&["SHUTDOWN", "NOSAVE"]);
+            redis.stop();
+        }
         Fault::Flush => assert_eq!(redis.command(&["FLUSHALL"]).as_deref(), Some("OK")),
         Fault::Pause => assert_eq!(
             redis
@@ -171,9 +177,14 @@ async fn survive(fault: Fault) {
     leaves.cancel();
     leaver.await.expect("the leaver closes");
     let _joiner = handset(&b, "joins-in-fault", stop.clone()).await;
-    if let Fault::Restart = fault {
-        // Down for a few heartbeats, while the routers queue their writes.
-        tokio::time::sleep(4 * BEAT).await;
+    // Down for a while, the routers queueing their writes meanwhile.
+    let down = match fault {
+        Fault::Restart => Some(4 * BEAT),
+        Fault::Shutdown => Some(Duration::from_secs(20)),
+        Fault::Flush | Fault::Pause => None,
+    };
+    if let Some(down) = down {
+        tokio::time::sleep(down).await;
         redis.restart();
     }
     // TTL + debounce + 1 s, plus the restore grace.
@@ -192,6 +203,11 @@ async fn survive(fault: Fault) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_loses_no_one() {
     survive(Fault::Restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_shut_down_for_20s_loses_no_one() {
+    survive(Fault::Shutdown).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,7 +201,7 @@ impl Drop for TlsRedis {
 /// `rediss://` works: with the server's CA in `SSL_CERT_FILE` the router is ready and a handset
 /// reaches a dashboard through the TLS Redis; without it, the log says the certificate is not
 /// trusted and `/ready` stays 503.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_urls_speak_tls_to_redis() {
     let dir = std::env::temp_dir().join(format!("presence-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -238,7 +238,7 @@ async fn rediss_urls_speak_tls_to_redis() {
 }
 
 /// Writes the router cannot send show in `/metrics` as a backlog, which drains once Redis is back.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_backlog_shows_in_metrics() {
     let mut redis = RedisServer::start(&[]);
     let router = RouterProcess::start(&[

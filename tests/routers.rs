@@ -20,7 +20,7 @@ fn no_debounce(a: &mut presence_router::config::Args) {
 }
 
 /// A handset on one router is seen, once, by a dashboard on another.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mobile_on_a_is_seen_once_by_a_dashboard_on_b() {
     let redis = RedisServer::start(&[]);
     let a = router(&redis, |_| {}).await;
@@ -48,7 +48,7 @@ async fn a_mobile_on_a_is_seen_once_by_a_dashboard_on_b() {
 }
 
 /// With three routers each change reaches each dashboard exactly once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_routers_publish_each_change_once() {
     let redis = RedisServer::start(&[]);
     let routers = [
@@ -76,7 +76,7 @@ async fn three_routers_publish_each_change_once() {
 /// A user with a phone on one router and a tablet on another is offline only after both leave.
 /// (With a debounce, as in production: with none, the phone's leave on one router may land
 /// before the tablet's connect on the other.)
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_device_holds_across_routers() {
     let redis = RedisServer::start(&[]);
     let short_debounce = |a: &mut presence_router::config::Args| {
@@ -106,7 +106,7 @@ async fn multi_device_holds_across_routers() {
 
 /// A router killed without any shutdown leaves no ghost: its users go offline on the other
 /// routers' dashboards within the TTL (+1 s).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_router_leaves_no_ghost() {
     let redis = RedisServer::start(&[]);
     let url = redis.url();
@@ -139,7 +139,7 @@ async fn a_killed_router_leaves_no_ghost() {
 }
 
 /// An expiry that happens while no router is running is still reported by the next one.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_is_not_lost_while_no_router_runs() {
     let redis = RedisServer::start(&["--notify-keyspace-events", ""]);
     let url = redis.url();
@@ -206,7 +206,7 @@ async fn an_expiry_is_not_lost_while_no_router_runs() {
 }
 
 /// Keyspace notifications refused (CONFIG disabled): expiry still arrives, through the sweeper.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_arrives_without_keyspace_notifications() {
     let redis = RedisServer::start(&["--rename-command", "CONFIG", ""]);
     let r = router(&redis, |a| {
@@ -227,7 +227,7 @@ async fn expiry_arrives_without_keyspace_notifications() {
 }
 
 /// The router adds `E` and `x` to notify-keyspace-events and keeps the flags already set.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_flags_are_merged_not_replaced() {
     let redis = RedisServer::start(&["--notify-keyspace-events", "Kg"]);
     let _r = router(&redis, |_| {}).await;
@@ -246,7 +246,7 @@ async fn keyspace_flags_are_merged_not_replaced() {
 
 /// Redis stopped and started again, empty: sockets stay up, health says degraded meanwhile, and
 /// the state is rebuilt from the live connections.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_is_rebuilt_after_redis_restarts() {
     let mut redis = RedisServer::start(&[]);
     let r = router(&redis, |_| {}).await;
@@ -296,7 +296,7 @@ async fn the_state_is_rebuilt_after_redis_restarts() {
 }
 
 /// The bulk API answers through Redis, and the seed's troubleshooting commands still work.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_status_and_seed_keys_through_redis() {
     let redis = RedisServer::start(&[]);
     let r = router(&redis, |_| {}).await;
@@ -353,7 +353,7 @@ async fn bulk_status_and_seed_keys_through_redis() {
 
 /// A leave that Redis could not take at once (writes paused) is sent again, so the user goes
 /// offline seconds later rather than a whole TTL later.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leave_that_failed_is_sent_again() {
     let redis = RedisServer::start(&[]);
     let r = router(&redis, no_debounce).await;
@@ -379,7 +379,7 @@ async fn a_leave_that_failed_is_sent_again() {
 }
 
 /// Two deployments on one Redis, each under its own `REDIS_KEY_PREFIX`, do not see each other.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_prefixes_keep_deployments_apart() {
     let redis = RedisServer::start(&[]);
     let fleet_a = router(&redis, |a| a.redis_key_prefix = Some("fleet-a:".into())).await;
@@ -408,7 +408,7 @@ async fn key_prefixes_keep_deployments_apart() {
 /// A connection whose record Redis lost without a trace of it (a connect dropped from a full
 /// queue, a Redis back from an old save: the epoch survives, nothing is restored) comes back
 /// with its next heartbeat.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_connection_unknown_to_redis_is_registered_by_its_heartbeat() {
     let redis = RedisServer::start(&[]);
     let r = router(&redis, |a| {

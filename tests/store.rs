@@ -249,28 +249,28 @@ async fn memory_snapshot_and_feed_fit_together() {
     snapshot_and_feed_fit_together(store).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_timers_follow_the_rules() {
     let server = RedisServer::start(&[]);
     let (store, clock, _shutdown) = redis(&server, 64).await;
     timers_follow_the_rules(store, clock).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_reconnect_inside_the_debounce_is_invisible() {
     let server = RedisServer::start(&[]);
     let (store, _, _shutdown) = redis(&server, 64).await;
     a_reconnect_inside_the_debounce_is_invisible(store).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_lagging_subscriber_is_told() {
     let server = RedisServer::start(&[]);
     let (store, _, _shutdown) = redis(&server, 8).await;
     a_lagging_subscriber_is_told(store, 8).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_snapshot_and_feed_fit_together() {
     let server = RedisServer::start(&[]);
     let (store, _, _shutdown) = redis(&server, 64).await;

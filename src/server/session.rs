@@ -219,7 +219,11 @@ async fn serve<S: PresenceStore>(
             flush_armed = gate.flush_at();
             flush_timer = flush_armed.map(|at| Box::pin(sleep_until(clock.instant_at(at))));
         }
+        // Biased, in this order: what a client already sent is read before a timer judges it
+        // (after a stall a buffered pong must win over the ping timeout), and no random draw
+        // per message.
         tokio::select! {
+            biased;
             _ = &mut shutdown => return Ending::Close(1001, "server shutting down"),
             inbound = conn.read() => {
                 keepalive.last_inbound = Instant::now();

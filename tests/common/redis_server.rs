@@ -55,6 +55,10 @@ impl RedisServer {
 
     /// (Re)starts it on the same port, empty, and waits until it answers.
     pub fn restart(&mut self) {
+        off_runtime(|| self.start_again());
+    }
+
+    fn start_again(&mut self) {
         self.stop();
         let child = std::process::Command::new(redis_server())
             .args(&self.args)
@@ -78,13 +82,24 @@ impl RedisServer {
 
     /// Runs one command and returns its reply flattened to text (`None` when unreachable).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        command_on(self.port, args)
+        off_runtime(|| command_on(self.port, args))
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs blocking work (a process to wait for, a socket to read) so that it never stalls a
+/// router the test runs in-process: moved off the runtime's worker when there is a
+/// multi-threaded runtime. A single-threaded runtime would stall: those tests must not use it.
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        Ok(_) => panic!("the test's redis-server is driven with blocking calls: run this test on a multi_thread runtime"),
+        Err(_) => work(),
     }
 }
 
