@@ -2,9 +2,8 @@
 //! core and the heartbeat gate. `cargo bench --bench hot_paths`.
 
 use divan::{black_box, Bencher};
-use presence_router::presence::UserView;
 use presence_router::presence::{
-    HeartbeatGate, Presence, Rules, Status, Update, DEFAULT_RETENTION,
+    Audience, HeartbeatGate, Presence, Rules, Status, Update, UserView, DEFAULT_RETENTION,
 };
 use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
 use std::sync::Arc;
@@ -31,6 +30,8 @@ fn update() -> Update {
         last_seen: 1_702_281_234_567,
         device_id: Some(Arc::from("phone-1")),
         timestamp: 1_702_281_234_567,
+        audience: Audience::none(),
+        before: None,
     }
 }
 
@@ -58,8 +59,10 @@ fn encode_snapshot_of(bencher: Bencher, users: usize) {
             last_seen: 1_702_281_234_567,
             device_id: Some(Arc::from("phone")),
             version: 3,
+            audience: Audience::none(),
         })
         .collect();
+    let views: Vec<&UserView> = views.iter().collect();
     bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views));
 }
 
@@ -74,7 +77,7 @@ fn online_core(users: &[Arc<str>]) -> Presence {
         retention: DEFAULT_RETENTION,
     });
     for (conn, user) in users.iter().enumerate() {
-        let _ = core.connect(user, conn as u64, None, 0);
+        let _ = core.connect(user, conn as u64, None, &Audience::default(), 0);
     }
     core
 }
@@ -100,7 +103,7 @@ fn core_connect_disconnect_10k_online(bencher: Bencher) {
         i += 1;
         let n = (i % 10_000) as usize;
         let conn = 1_000_000 + i;
-        let _ = core.connect(&users[n], conn, None, 1_000 + i);
+        let _ = core.connect(&users[n], conn, None, &Audience::default(), 1_000 + i);
         core.disconnect(&users[n], conn, 1_000 + i)
     });
 }

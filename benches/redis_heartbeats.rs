@@ -10,7 +10,7 @@ mod common;
 
 use common::RedisServer;
 use presence_router::clock::Clock;
-use presence_router::presence::{Rules, Status, DEFAULT_RETENTION};
+use presence_router::presence::{Audience, Rules, Status, DEFAULT_RETENTION};
 use presence_router::store::{Device, PresenceStore, RedisStore};
 use presence_router::tasks::Tasks;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ async fn main() {
             user_id: Arc::from(format!("user-{i}")),
             conn: i,
             device_id: Some(Arc::from("phone")),
+            audience: Audience::none(),
         })
         .collect();
     for device in &devices {
@@ -68,6 +69,7 @@ async fn main() {
         user_id: Arc::from("marker"),
         conn: DEVICES,
         device_id: None,
+        audience: Audience::none(),
     };
     while store.connect(&marker).await.is_err() {
         tokio::task::yield_now().await;
@@ -85,6 +87,7 @@ async fn main() {
             user_id: Arc::from(format!("user-{i}")),
             conn: i + 1,
             device_id: Some(Arc::from("phone")),
+            audience: Audience::none(),
         })
         .collect();
     for device in &all {

@@ -19,6 +19,12 @@ pub const LEEWAY_SECS: u64 = 5;
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 256;
 
+/// The most groups a token's `channelIds` may list.
+pub const MAX_TOKEN_GROUPS: usize = 1000;
+
+/// The longest group id, in bytes.
+pub const MAX_GROUP_ID_BYTES: usize = 128;
+
 /// Claims holding the user id, in order of preference.
 const USER_ID_CLAIMS: [&str; 5] = ["uid", "user_id", "userId", "sub", "id"];
 
@@ -301,23 +307,29 @@ fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
         None | Some(Value::Null) => None,
         Some(value) => Some(
             id_text(value)
-                .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES)
+                .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES && !t.contains(':'))
                 .ok_or(AuthError::BadClaim(
                     "tenant",
-                    "must be a string or a number",
+                    "must be a string (without ':', at most 256 bytes) or a number",
                 ))?
                 .into(),
         ),
     };
     let groups = match object.get("channelIds") {
         None | Some(Value::Null) => None,
+        Some(Value::Array(ids)) if ids.len() > MAX_TOKEN_GROUPS => {
+            return Err(AuthError::BadClaim(
+                "channelIds",
+                "lists more than 1000 groups",
+            ))
+        }
         Some(Value::Array(ids)) => Some(
             ids.iter()
-                .map(|id| id_text(id).map(Arc::from))
+                .map(|id| id_text(id).filter(|g| valid_group_id(g)).map(Arc::from))
                 .collect::<Option<Arc<[Arc<str>]>>>()
                 .ok_or(AuthError::BadClaim(
                     "channelIds",
-                    "must hold only strings and numbers",
+                    "must hold only strings and numbers (group ids of 1 to 128 bytes)",
                 ))?,
         ),
         Some(_) => {
@@ -334,6 +346,12 @@ fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
         groups,
         expires_at,
     })
+}
+
+/// Whether `group` is a group id the router accepts (from a token or a USER_ADD): 1 to
+/// [`MAX_GROUP_ID_BYTES`] bytes, no control characters.
+pub fn valid_group_id(group: &str) -> bool {
+    !group.is_empty() && group.len() <= MAX_GROUP_ID_BYTES && !group.chars().any(char::is_control)
 }
 
 /// A claim that names something (a user, tenant or group): a string, or a number as its text.

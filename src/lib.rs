@@ -12,6 +12,7 @@ pub mod presence;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod visibility;
 pub mod wire;
 
 use clock::Clock;

@@ -44,15 +44,70 @@ pub struct Rules {
 /// The default [`Rules::retention`]: 30 days.
 pub const DEFAULT_RETENTION: Millis = 30 * 24 * 3600 * 1000;
 
-/// One change of one user's status.
+/// Who may see a user: their tenant and the groups they are a member of. Group ids are scoped
+/// by tenant (see [`crate::visibility::scoped_group`]) and kept sorted, without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    /// The tenant of the user's latest connection.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Arc<str>>,
+    /// The user's groups.
+    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Arc<str>>,
+}
+
+/// The most groups one user is a member of; joins beyond it are ignored.
+pub const MAX_GROUPS_PER_USER: usize = 1024;
+
+impl Audience {
+    /// No tenant, no groups.
+    pub fn none() -> Arc<Audience> {
+        static NONE: std::sync::OnceLock<Arc<Audience>> = std::sync::OnceLock::new();
+        NONE.get_or_init(|| Arc::new(Audience::default())).clone()
+    }
+
+    /// Adds `group`; whether it was added (not there yet, and room for it).
+    fn join(&mut self, group: &Arc<str>) -> bool {
+        match self.groups.binary_search(group) {
+            Ok(_) => false,
+            Err(_) if self.groups.len() >= MAX_GROUPS_PER_USER => false,
+            Err(at) => {
+                self.groups.insert(at, group.clone());
+                true
+            }
+        }
+    }
+
+    /// Removes `group`; whether it was there.
+    fn leave(&mut self, group: &str) -> bool {
+        match self.groups.binary_search_by(|g| g.as_ref().cmp(group)) {
+            Ok(at) => {
+                self.groups.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A change of one user's groups (a tenant-scoped group id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Joins the group (USER_ADD, or a group of the token at connect).
+    Join(Arc<str>),
+    /// Leaves the group (USER_REMOVE).
+    Leave(Arc<str>),
+}
+
+/// One change of one user: their status, or who may see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// The authenticated user id.
     pub user_id: Arc<str>,
     /// The new status.
     pub status: Status,
-    /// Grows with every change of this user's status, and never goes backwards, also across
-    /// restarts and lost store data: see [`next_version`].
+    /// Grows with every change of this user, and never goes backwards, also across restarts
+    /// and lost store data: see [`next_version`].
     pub version: u64,
     /// Last heartbeat or connect while online; the moment they went offline.
     pub last_seen: Millis,
@@ -60,6 +115,11 @@ pub struct Update {
     pub device_id: Option<Arc<str>>,
     /// When the change was decided.
     pub timestamp: Millis,
+    /// Who may see the user after the change.
+    pub audience: Arc<Audience>,
+    /// Who could see the user before, when the change is of that (a group joined or left, a
+    /// connection under another tenant): viewers who could and now cannot must drop the user.
+    pub before: Option<Arc<Audience>>,
 }
 
 /// The version of a user's next change: above the previous one, and at least the time of the
@@ -83,6 +143,22 @@ pub struct UserView {
     pub device_id: Option<Arc<str>>,
     /// The version of the last change this view reflects.
     pub version: u64,
+    /// Who may see the user.
+    pub audience: Arc<Audience>,
+}
+
+impl UserView {
+    /// A user never seen (or forgotten), or one the asker may not see: the two read the same.
+    pub fn unknown(user_id: Arc<str>) -> UserView {
+        UserView {
+            user_id,
+            status: Status::Offline,
+            last_seen: 0,
+            device_id: None,
+            version: 0,
+            audience: Audience::none(),
+        }
+    }
 }
 
 /// What an operation asks of its caller.
@@ -145,12 +221,12 @@ impl Presence {
             None => return Effect::default(),
         };
         let mut updates = Vec::new();
+        let was_online = slot.record.status() == Status::Online;
         op(&mut slot.record, &self.rules, &mut updates);
-        for update in &updates {
-            match update.status {
-                Status::Online => self.online += 1,
-                Status::Offline => self.online -= 1,
-            }
+        match (was_online, slot.record.status() == Status::Online) {
+            (false, true) => self.online += 1,
+            (true, false) => self.online -= 1,
+            _ => {}
         }
         // Only online users are woken: the retention of offline ones is [`Presence::forget`]'s,
         // so that a user who flaps does not leave a 30-day wake-up behind each time.
@@ -175,10 +251,26 @@ impl Presence {
         user_id: &Arc<str>,
         conn: ConnId,
         device_id: Option<Arc<str>>,
+        joining: &Audience,
         now: Millis,
     ) -> Effect {
         self.apply(user_id, true, |record, rules, updates| {
-            record.connect(rules, user_id, local(conn), device_id, now, updates)
+            record.connect(
+                rules,
+                user_id,
+                local(conn),
+                device_id,
+                joining,
+                now,
+                updates,
+            )
+        })
+    }
+
+    /// The user joins or leaves a group (a user never seen is remembered for it, offline).
+    pub fn regroup(&mut self, user_id: &Arc<str>, change: &GroupChange, now: Millis) -> Effect {
+        self.apply(user_id, true, |record, rules, updates| {
+            record.regroup(rules, user_id, change, now, updates)
         })
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::RedisServer;
 use presence_router::clock::Clock;
-use presence_router::presence::{Rules, Status, DEFAULT_RETENTION};
+use presence_router::presence::{Audience, Rules, Status, DEFAULT_RETENTION};
 use presence_router::store::{Device, Feed, FeedEvent, MemoryStore, PresenceStore, RedisStore};
 use presence_router::tasks::Tasks;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ fn device(user: &str, conn: u64, id: &str) -> Device {
         user_id: Arc::from(user),
         conn,
         device_id: Some(Arc::from(id)),
+        audience: Audience::none(),
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::strict;
-use presence_router::presence::{Status, Update, UserView};
+use presence_router::presence::{Audience, Status, Update, UserView};
 use presence_router::wire::{
     decode_value, encode_error, encode_snapshot, encode_update, ChannelType, Encoder, ErrorCode,
     Frame, Id, Value,
@@ -129,6 +129,8 @@ fn server_frames_are_byte_identical_to_notepack_and_strictly_readable() {
                 last_seen: num(value, "lastSeen"),
                 device_id: opt_text(value, "deviceId"),
                 timestamp: num(value, "timestamp"),
+                audience: Audience::none(),
+                before: None,
             }),
             Some("snapshot") => {
                 let body = &value["body"];
@@ -142,12 +144,13 @@ fn server_frames_are_byte_identical_to_notepack_and_strictly_readable() {
                         last_seen: num(u, "lastSeen"),
                         device_id: opt_text(u, "deviceId"),
                         version: num(u, "version"),
+                        audience: Audience::none(),
                     })
                     .collect();
                 encode_snapshot(
                     value["to"].as_str().expect("to"),
                     num(body, "timestamp"),
-                    &users,
+                    &users.iter().collect::<Vec<_>>(),
                 )
             }
             Some("error") => {

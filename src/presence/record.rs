@@ -1,6 +1,6 @@
 //! One user's presence as every store keeps it, and the transitions of the rules on it.
 
-use super::{next_version, Millis, Rules, Status, Update, UserView};
+use super::{next_version, Audience, GroupChange, Millis, Rules, Status, Update, UserView};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -53,9 +53,17 @@ pub struct Record {
     /// When the last live connection left (the `lastSeen` of a debounced offline).
     #[serde(rename = "a")]
     left_at: Millis,
-    /// When the status last changed (the retention of an offline user counts from it).
+    /// When the status last changed, or an offline user's groups (the retention of an offline
+    /// user counts from it).
     #[serde(rename = "x")]
     changed_at: Millis,
+    /// Who may see the user.
+    #[serde(rename = "u", default, skip_serializing_if = "is_default")]
+    audience: Audience,
+}
+
+fn is_default(audience: &Audience) -> bool {
+    *audience == Audience::default()
 }
 
 impl Default for Record {
@@ -70,6 +78,7 @@ impl Default for Record {
             offline_at: None,
             left_at: 0,
             changed_at: 0,
+            audience: Audience::default(),
         }
     }
 }
@@ -100,19 +109,39 @@ impl Record {
         self.device_id.as_ref()
     }
 
-    /// A mobile connection opened at `now`. Every operation first settles what is due at its
-    /// time (so an expiry not yet processed by a store's timers is reported, then the return),
-    /// and pushes the changes it makes to `updates`, in order.
+    /// Who may see the user.
+    pub fn audience(&self) -> &Audience {
+        &self.audience
+    }
+
+    /// A mobile connection opened at `now`, under the tenant of `joining`, joining its groups
+    /// (a connection under another tenant than the record's moves the user there, leaving the
+    /// old tenant's groups). Every operation first settles what is due at its time (so an
+    /// expiry not yet processed by a store's timers is reported, then the return), and pushes
+    /// the changes it makes to `updates`, in order.
+    #[allow(clippy::too_many_arguments)]
     pub fn connect(
         &mut self,
         rules: &Rules,
         user_id: &Arc<str>,
         key: ConnKey,
         device_id: Option<Arc<str>>,
+        joining: &Audience,
         now: Millis,
         updates: &mut Vec<Update>,
     ) {
         self.wake(rules, user_id, now, updates);
+        let before = self.audience.clone();
+        if self.audience.tenant != joining.tenant {
+            self.audience = Audience {
+                tenant: joining.tenant.clone(),
+                groups: Vec::new(),
+            };
+        }
+        for group in &joining.groups {
+            self.audience.join(group);
+        }
+        let moved = (self.audience != before).then(|| Arc::new(before));
         let deadline = now.saturating_add(rules.ttl);
         match self.conns.iter_mut().find(|c| c.key == key) {
             // The same connection again (a restore, a replay): its deadline never moves back.
@@ -126,7 +155,39 @@ impl Record {
                 deadline,
             }),
         }
-        updates.extend(self.seen(rules, user_id, key, now));
+        match (self.seen(rules, user_id, key, now), moved) {
+            (Some(online), moved) => updates.push(Update {
+                before: moved,
+                ..online
+            }),
+            (None, Some(before)) => updates.push(self.regrouped(user_id, before, now)),
+            (None, None) => {}
+        }
+    }
+
+    /// The user joins or leaves a group at `now`. While online, viewers learn it from an update
+    /// (with a new version) that says who could see the user before.
+    pub fn regroup(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        change: &GroupChange,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        self.wake(rules, user_id, now, updates);
+        let before = self.audience.clone();
+        let changed = match change {
+            GroupChange::Join(group) => self.audience.join(group),
+            GroupChange::Leave(group) => self.audience.leave(group),
+        };
+        if !changed {
+            return;
+        }
+        match self.status {
+            Status::Online => updates.push(self.regrouped(user_id, Arc::new(before), now)),
+            Status::Offline => self.changed_at = self.changed_at.max(now),
+        }
     }
 
     /// Whether connection `key` is open in this record.
@@ -246,6 +307,7 @@ impl Record {
             last_seen,
             device_id: self.device_id.clone(),
             version: self.version,
+            audience: Arc::new(self.audience.clone()),
         }
     }
 
@@ -258,6 +320,7 @@ impl Record {
             last_seen: self.last_seen,
             device_id: self.device_id.clone(),
             version: self.version,
+            audience: Arc::new(self.audience.clone()),
         }
     }
 
@@ -293,6 +356,23 @@ impl Record {
             last_seen: self.last_seen,
             device_id: self.device_id.clone(),
             timestamp: now,
+            audience: Arc::new(self.audience.clone()),
+            before: None,
+        }
+    }
+
+    /// The update of an online user whose audience changed from `before`.
+    fn regrouped(&mut self, user_id: &Arc<str>, before: Arc<Audience>, now: Millis) -> Update {
+        self.version = next_version(self.version, now);
+        Update {
+            user_id: user_id.clone(),
+            status: self.status,
+            version: self.version,
+            last_seen: self.last_seen,
+            device_id: self.device_id.clone(),
+            timestamp: now,
+            audience: Arc::new(self.audience.clone()),
+            before: Some(before),
         }
     }
 

@@ -29,7 +29,7 @@ fn status_of(effect: &Effect) -> Option<Status> {
 fn connecting_makes_the_user_online_once() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let first = p.connect(&alice, 1, device("phone"), 1_000);
+    let first = p.connect(&alice, 1, device("phone"), &Audience::default(), 1_000);
     let update = first.updates.last().cloned().expect("online update");
     assert_eq!(update.status, Status::Online);
     assert_eq!(
@@ -41,7 +41,7 @@ fn connecting_makes_the_user_online_once() {
     assert_eq!(first.wake_at, Some(1_000 + TTL));
     assert_eq!(p.online_count(), 1);
 
-    let second = p.connect(&alice, 2, device("tablet"), 2_000);
+    let second = p.connect(&alice, 2, device("tablet"), &Audience::default(), 2_000);
     assert_eq!(
         second.updates.last(),
         None,
@@ -57,7 +57,7 @@ fn connecting_makes_the_user_online_once() {
 fn closing_goes_offline_only_after_the_debounce() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
     let closed = p.disconnect(&alice, 1, 10_000);
     assert_eq!(closed.updates.last(), None);
     assert_eq!(closed.wake_at, Some(10_000 + DEBOUNCE));
@@ -82,9 +82,9 @@ fn closing_goes_offline_only_after_the_debounce() {
 fn reconnecting_inside_the_debounce_produces_no_update() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
     let _ = p.disconnect(&alice, 1, 10_000);
-    let back = p.connect(&alice, 2, device("phone"), 12_000);
+    let back = p.connect(&alice, 2, device("phone"), &Audience::default(), 12_000);
     assert_eq!(back.updates.last(), None);
     assert_eq!(
         p.wake(&alice, 15_000).updates.last(),
@@ -102,7 +102,7 @@ fn reconnecting_inside_the_debounce_produces_no_update() {
 fn a_debounce_of_zero_goes_offline_at_once() {
     let mut p = core(0);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     let closed = p.disconnect(&alice, 1, 3_000);
     assert_eq!(status_of(&closed), Some(Status::Offline));
     assert_eq!(
@@ -115,8 +115,8 @@ fn a_debounce_of_zero_goes_offline_at_once() {
 fn the_user_stays_online_until_the_last_device_leaves() {
     let mut p = core(0);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
-    let _ = p.connect(&alice, 2, device("tablet"), 0);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), &Audience::default(), 0);
     assert_eq!(p.disconnect(&alice, 1, 1_000).updates.last(), None);
     assert_eq!(p.user("alice", 0).expect("known").status, Status::Online);
     assert_eq!(
@@ -129,7 +129,7 @@ fn the_user_stays_online_until_the_last_device_leaves() {
 fn heartbeats_push_the_expiry_back() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let first = p.connect(&alice, 1, None, 0);
+    let first = p.connect(&alice, 1, None, &Audience::default(), 0);
     assert_eq!(first.wake_at, Some(TTL));
     let beat = p.heartbeat(&alice, 1, 30_000);
     assert_eq!(
@@ -159,7 +159,7 @@ fn heartbeats_push_the_expiry_back() {
 fn silence_expires_a_user_whose_socket_is_open_and_a_heartbeat_brings_them_back() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     assert_eq!(status_of(&p.wake(&alice, TTL)), Some(Status::Offline));
     let back = p.heartbeat(&alice, 1, TTL + 5_000);
     let update = back.updates.last().cloned().expect("online again");
@@ -179,7 +179,7 @@ fn a_heartbeat_from_an_unknown_connection_changes_nothing() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
     assert_eq!(p.heartbeat(&alice, 9, 0), Effect::default());
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     assert_eq!(p.heartbeat(&alice, 9, 1_000), Effect::default());
     assert_eq!(p.disconnect(&alice, 9, 1_000), Effect::default());
 }
@@ -190,12 +190,12 @@ fn versions_strictly_increase_through_every_kind_of_change() {
     let alice = user("alice");
     let mut versions = Vec::new();
     let mut note = |e: Effect| versions.extend(e.updates.iter().map(|u| u.version));
-    note(p.connect(&alice, 1, None, 0));
+    note(p.connect(&alice, 1, None, &Audience::default(), 0));
     note(p.wake(&alice, TTL));
     note(p.heartbeat(&alice, 1, TTL + 1));
     note(p.disconnect(&alice, 1, TTL + 2));
     note(p.wake(&alice, TTL + 2 + DEBOUNCE));
-    note(p.connect(&alice, 2, None, TTL + 10_000));
+    note(p.connect(&alice, 2, None, &Audience::default(), TTL + 10_000));
     assert_eq!(
         versions,
         vec![1, TTL, TTL + 1, TTL + 2 + DEBOUNCE, TTL + 10_000],
@@ -213,7 +213,7 @@ fn versions_stay_above_those_of_a_forgotten_past() {
     for i in 0..5 {
         let t = 1_000 + i;
         last = before
-            .connect(&alice, 1, None, t)
+            .connect(&alice, 1, None, &Audience::default(), t)
             .updates
             .last()
             .cloned()
@@ -231,7 +231,7 @@ fn versions_stay_above_those_of_a_forgotten_past() {
     }
     let mut after = core(0);
     let back = after
-        .connect(&alice, 1, None, 1_010)
+        .connect(&alice, 1, None, &Audience::default(), 1_010)
         .updates
         .last()
         .cloned()
@@ -245,7 +245,7 @@ fn versions_stay_above_those_of_a_forgotten_past() {
 fn the_earliest_deadline_wins_and_only_one_wake_up_is_pending() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     let closed = p.disconnect(&alice, 1, TTL - 1_000);
     assert_eq!(
         closed.wake_at, None,
@@ -268,8 +268,8 @@ fn the_earliest_deadline_wins_and_only_one_wake_up_is_pending() {
 fn the_snapshot_lists_exactly_the_online_users() {
     let mut p = core(0);
     let (alice, bob) = (user("alice"), user("bob"));
-    let _ = p.connect(&alice, 1, device("a"), 0);
-    let _ = p.connect(&bob, 2, None, 0);
+    let _ = p.connect(&alice, 1, device("a"), &Audience::default(), 0);
+    let _ = p.connect(&bob, 2, None, &Audience::default(), 0);
     let _ = p.disconnect(&bob, 2, 1);
     let online = p.online_users();
     assert_eq!(online.len(), 1);
@@ -317,8 +317,8 @@ fn the_gate_never_holds_a_heartbeat_past_the_ttl_of_the_last_write() {
 fn a_late_written_heartbeat_does_not_take_over_the_device() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
-    let _ = p.connect(&alice, 2, device("tablet"), 5_000);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), &Audience::default(), 5_000);
     let _ = p.heartbeat(&alice, 1, 3_000);
     assert_eq!(
         p.user("alice", 0).expect("known").device_id,
@@ -332,8 +332,8 @@ fn a_late_written_heartbeat_does_not_take_over_the_device() {
 fn a_silent_device_does_not_hold_the_user_online_when_the_other_leaves() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
-    let _ = p.connect(&alice, 2, device("tablet"), 0);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), &Audience::default(), 0);
     let _ = p.heartbeat(&alice, 2, TTL - 1_000);
     let left = p.disconnect(&alice, 2, TTL + 1_000);
     assert_eq!(left.updates.last(), None, "the debounce runs");
@@ -350,7 +350,7 @@ fn a_silent_device_does_not_hold_the_user_online_when_the_other_leaves() {
 fn a_late_heartbeat_after_the_leave_changes_nothing() {
     let mut p = core(0);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     let _ = p.disconnect(&alice, 1, 1_000);
     assert_eq!(p.heartbeat(&alice, 1, 900).updates, vec![]);
     assert_eq!(
@@ -365,7 +365,7 @@ fn a_late_heartbeat_after_the_leave_changes_nothing() {
 fn an_unprocessed_expiry_is_settled_before_a_return() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     assert_eq!(p.user("alice", TTL).expect("known").status, Status::Offline);
     let back = p.heartbeat(&alice, 1, TTL + 50);
     let statuses: Vec<(Status, Millis)> = back
@@ -384,7 +384,7 @@ fn an_unprocessed_expiry_is_settled_before_a_return() {
 fn an_offline_user_is_forgotten_after_the_retention() {
     let mut p = core(0);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, None, 0);
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 0);
     let _ = p.disconnect(&alice, 1, 1_000);
     assert_eq!(
         p.wake(&alice, TTL).wake_at,
@@ -413,7 +413,15 @@ fn a_record_round_trips_through_json() {
     let mut record = Record::default();
     let key = ConnKey { router: 7, conn: 3 };
     let mut updates = Vec::new();
-    record.connect(&rules, &alice, key, device("phone"), 1_000, &mut updates);
+    record.connect(
+        &rules,
+        &alice,
+        key,
+        device("phone"),
+        &Audience::default(),
+        1_000,
+        &mut updates,
+    );
     record.disconnect(&rules, &alice, key, 2_000, &mut updates);
     let json = serde_json::to_string(&record).expect("json");
     assert_eq!(
@@ -428,8 +436,8 @@ fn a_record_round_trips_through_json() {
 fn a_dead_routers_connection_holds_the_user_only_until_its_deadline() {
     let mut p = core(DEBOUNCE);
     let alice = user("alice");
-    let _ = p.connect(&alice, 1, device("phone"), 0);
-    let _ = p.connect(&alice, 2, device("tablet"), 30_000);
+    let _ = p.connect(&alice, 1, device("phone"), &Audience::default(), 0);
+    let _ = p.connect(&alice, 2, device("tablet"), &Audience::default(), 30_000);
     let _ = p.heartbeat(&alice, 2, 50_000);
     let left = p.disconnect(&alice, 2, 55_000);
     assert_eq!(left.updates.last(), None, "connection 1 still counts");
@@ -457,9 +465,33 @@ fn a_replayed_connect_does_not_move_a_deadline_back() {
     );
     let mut record = Record::default();
     let mut updates = Vec::new();
-    record.connect(&rules, &alice, phone, None, 50_000, &mut updates);
-    record.connect(&rules, &alice, tablet, None, 50_000, &mut updates);
-    record.connect(&rules, &alice, phone, None, 0, &mut updates);
+    record.connect(
+        &rules,
+        &alice,
+        phone,
+        None,
+        &Audience::default(),
+        50_000,
+        &mut updates,
+    );
+    record.connect(
+        &rules,
+        &alice,
+        tablet,
+        None,
+        &Audience::default(),
+        50_000,
+        &mut updates,
+    );
+    record.connect(
+        &rules,
+        &alice,
+        phone,
+        None,
+        &Audience::default(),
+        0,
+        &mut updates,
+    );
     record.disconnect(&rules, &alice, tablet, 70_000, &mut updates);
     assert_eq!(record.status(), Status::Online, "{updates:?}");
 }

@@ -10,8 +10,9 @@ use super::session::{self, Peer};
 use super::Context;
 use crate::auth::{self, Identity};
 use crate::metrics::inc;
-use crate::presence::Status;
+use crate::presence::{Status, UserView};
 use crate::store::{PresenceStore, StoreHealth};
+use crate::visibility::Viewer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -279,13 +280,18 @@ fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
 
 /// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
 async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
-    if ctx.config.api_auth {
+    // Without API auth there is no token: the caller sees what a token with neither tenant
+    // nor groups would (never another tenant's users).
+    let viewer = if ctx.config.api_auth {
         let checked =
             bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token)));
-        if let Err(why) = checked {
-            return unauthorized(&why.to_string());
+        match checked {
+            Ok(identity) => Viewer::of(&identity),
+            Err(why) => return unauthorized(&why.to_string()),
         }
-    }
+    } else {
+        Viewer::of(&Identity::user(Arc::from(""), auth::Role::Web))
+    };
     if !ctx.config.presence_enabled {
         return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }
@@ -334,7 +340,14 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
         return error(StatusCode::BAD_REQUEST, &message);
     }
     let views = match ctx.store.lookup(&ids).await {
-        Ok(views) => views,
+        // A user the caller may not see reads exactly as one never seen.
+        Ok(views) => views
+            .into_iter()
+            .map(|view| match viewer.sees(&view.audience) {
+                true => view,
+                false => UserView::unknown(view.user_id),
+            })
+            .collect::<Vec<_>>(),
         Err(e) => {
             inc(&ctx.metrics.store_errors);
             warn!(error = %e, "bulk status lookup failed");

@@ -2,16 +2,21 @@
 //! closed set ([`Inbound`]), each handled here in one place.
 //!
 //! A mobile session reports connect, heartbeats and disconnect to the store; a web/dashboard
-//! session gets a snapshot and then the store's feed. Both are pinged, and both get a
+//! session gets a snapshot and then the store's feed, both filtered by what its token may see
+//! ([`Viewer`]). Any session may join and leave groups. All are pinged, and all get a
 //! PRESENCE_ERROR for a frame they may not send.
 
 use super::connection::{Connection, Inbound};
 use super::Context;
-use crate::auth::{Identity, Role};
+use crate::auth::{valid_group_id, Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
-use crate::presence::{ConnId, HeartbeatGate, Millis};
+use crate::presence::{ConnId, GroupChange, HeartbeatGate, Millis, Status, Update};
 use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
-use crate::wire::{encode_error, encode_snapshot, encode_update, ErrorCode, Frame, MessageType};
+use crate::visibility::{joining, may_join, scoped_group, Show, Viewer};
+use crate::wire::{
+    encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode, Frame,
+    MessageType,
+};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -114,6 +119,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         user_id: peer.identity.user_id.clone(),
         conn: peer.conn_id,
         device_id: peer.device_id.clone(),
+        audience: Arc::new(joining(&peer.identity)),
     };
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.connect(&device).await);
@@ -122,8 +128,15 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     if tracked && role.watches_presence() {
         // The feed first: whatever happens while the snapshot is taken is then in one or both.
         let feed = ctx.store.feed();
-        match send_snapshot(&ctx, &mut conn, &peer).await {
-            Ok(snapshot) => watch = Some(Watch { feed, snapshot }),
+        let viewer = Viewer::of(&peer.identity);
+        match send_snapshot(&ctx, &mut conn, &peer, &viewer).await {
+            Ok(snapshot) => {
+                watch = Some(Watch {
+                    feed,
+                    snapshot,
+                    viewer,
+                })
+            }
             Err(ending) => return end(conn, ending).await,
         }
     }
@@ -142,23 +155,32 @@ async fn end(conn: Connection, ending: Ending) {
     }
 }
 
-/// A dashboard's view of the feed: what its last snapshot reflects is not sent again.
+/// A dashboard's view of the feed: what its last snapshot reflects is not sent again, nor
+/// what its viewer may not see.
 struct Watch {
     feed: Feed,
     snapshot: Arc<Snapshot>,
+    viewer: Viewer,
 }
 
-/// Sends a fresh snapshot; returns it, to tell which feed updates follow it.
+/// Sends a fresh snapshot of what `viewer` may see; returns it, to tell which feed updates
+/// follow it.
 async fn send_snapshot<S: PresenceStore>(
     ctx: &Context<S>,
     conn: &mut Connection,
     peer: &Peer,
+    viewer: &Viewer,
 ) -> Result<Arc<Snapshot>, Ending> {
     let snapshot = ctx.store.snapshot().await.map_err(|e| {
         report(ctx, Err(e));
         Ending::Close(1011, "presence store unavailable")
     })?;
-    let frame = encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &snapshot.users);
+    let visible: Vec<_> = snapshot
+        .users
+        .iter()
+        .filter(|user| viewer.sees(&user.audience))
+        .collect();
+    let frame = encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &visible);
     conn.send(Bytes::from(frame))
         .await
         .map_err(|_| Ending::Drop)?;
@@ -243,6 +265,18 @@ async fn serve<S: PresenceStore>(
                                 None
                             }
                         }
+                        Ok(frame) if frame.message_type == MessageType::USER_ADD || frame.message_type == MessageType::USER_REMOVE => {
+                            match regroup(ctx, peer, &frame).await {
+                                Ok(Some(reply)) => {
+                                    if conn.send(Bytes::from(reply)).await.is_err() {
+                                        return Ending::Drop;
+                                    }
+                                    None
+                                }
+                                Ok(None) => None,
+                                Err(refusal) => Some(refusal),
+                            }
+                        }
                         Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
                             Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
                         }
@@ -280,13 +314,18 @@ async fn serve<S: PresenceStore>(
             event = next_event(watch.as_mut().map(|w| &mut w.feed)) => match (event, watch.as_mut()) {
                 (Ok(event), Some(watch)) => match &*event {
                     FeedEvent::Update(published) if watch.snapshot.is_news(published) => {
-                        if conn.send(published.frame(encode_update)).await.is_err() {
+                        let frame = match watch.viewer.show(&published.update) {
+                            Show::Update => published.frame(encode_update),
+                            Show::Hide => Bytes::from(encode_update(&hidden(&published.update))),
+                            Show::Nothing => continue,
+                        };
+                        if conn.send(frame).await.is_err() {
                             return Ending::Drop;
                         }
                         inc(&ctx.metrics.updates_sent);
                     }
                     FeedEvent::Update(_) => {}
-                    FeedEvent::Resync => match send_snapshot(ctx, conn, peer).await {
+                    FeedEvent::Resync => match send_snapshot(ctx, conn, peer, &watch.viewer).await {
                         Ok(snapshot) => watch.snapshot = snapshot,
                         Err(ending) => return ending,
                     },
@@ -320,6 +359,52 @@ async fn serve<S: PresenceStore>(
             }
         }
     }
+}
+
+/// A user who left a viewer's sight, as the viewer is to show them: offline, as a fresh
+/// snapshot (which would not list them) has them.
+fn hidden(update: &Update) -> Update {
+    Update {
+        status: Status::Offline,
+        ..update.clone()
+    }
+}
+
+/// USER_ADD / USER_REMOVE: the authenticated user (never `fromId`) joins or leaves the group
+/// named by `toId`, within their tenant. Returns the reply to send, if any
+/// (UNAUTHORIZED_GROUP for a group the token does not allow), or why the frame is refused.
+async fn regroup<S: PresenceStore>(
+    ctx: &Context<S>,
+    peer: &Peer,
+    frame: &Frame<'_>,
+) -> Result<Option<Vec<u8>>, (ErrorCode, String)> {
+    let join = frame.message_type == MessageType::USER_ADD;
+    let name = if join { "USER_ADD" } else { "USER_REMOVE" };
+    let Some(group) = frame.to else {
+        return Err((
+            ErrorCode::BadFrame,
+            format!("{name} names its group in toId"),
+        ));
+    };
+    let text = group.text();
+    if !valid_group_id(&text) {
+        return Err((
+            ErrorCode::BadFrame,
+            format!("{name}: a group id has 1 to 128 bytes and no control characters"),
+        ));
+    }
+    let identity = &peer.identity;
+    if join && !may_join(identity, &text) {
+        return Ok(Some(encode_unauthorized_group(&identity.user_id, group)));
+    }
+    let scoped = scoped_group(identity.tenant.as_deref(), &text);
+    let change = if join {
+        GroupChange::Join(scoped)
+    } else {
+        GroupChange::Leave(scoped)
+    };
+    report(ctx, ctx.store.regroup(&identity.user_id, change).await);
+    Ok(None)
 }
 
 async fn write_heartbeat<S: PresenceStore>(ctx: &Context<S>, device: &Device, at: Millis) {

@@ -6,7 +6,7 @@
 
 use super::{Device, Feed, FeedEvent, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
-use crate::presence::{Effect, Millis, Presence, Rules, Status, UserView};
+use crate::presence::{Effect, GroupChange, Millis, Presence, Rules, UserView};
 use crate::tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -171,8 +171,19 @@ impl PresenceStore for MemoryStore {
 
     async fn connect(&self, device: &Device) -> Result<(), StoreError> {
         self.with_core(&device.user_id, |p, now| {
-            p.connect(&device.user_id, device.conn, device.device_id.clone(), now)
+            p.connect(
+                &device.user_id,
+                device.conn,
+                device.device_id.clone(),
+                &device.audience,
+                now,
+            )
         });
+        Ok(())
+    }
+
+    async fn regroup(&self, user_id: &Arc<str>, change: GroupChange) -> Result<(), StoreError> {
+        self.with_core(user_id, |p, now| p.regroup(user_id, &change, now));
         Ok(())
     }
 
@@ -210,13 +221,10 @@ impl PresenceStore for MemoryStore {
         Ok(user_ids
             .iter()
             .map(|id| {
-                state.presence.user(id, now).unwrap_or_else(|| UserView {
-                    user_id: id.clone(),
-                    status: Status::Offline,
-                    last_seen: 0,
-                    device_id: None,
-                    version: 0,
-                })
+                state
+                    .presence
+                    .user(id, now)
+                    .unwrap_or_else(|| UserView::unknown(id.clone()))
             })
             .collect())
     }

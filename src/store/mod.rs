@@ -9,7 +9,7 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::{redacted_url, Drain, RedisStore};
 
-use crate::presence::{ConnId, Millis, Update, UserView};
+use crate::presence::{Audience, ConnId, GroupChange, Millis, Update, UserView};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +26,8 @@ pub struct Device {
     pub conn: ConnId,
     /// The device id the client gave, if any.
     pub device_id: Option<Arc<str>>,
+    /// The tenant of the connection's token, and the groups it joins (the token's).
+    pub audience: Arc<Audience>,
 }
 
 /// An update as it travels to dashboards: the change, and its wire frame encoded once and shared.
@@ -161,6 +163,13 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
         at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// A user joins or leaves a group (any role; membership outlives connections).
+    fn regroup(
+        &self,
+        user_id: &Arc<str>,
+        change: GroupChange,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// A mobile device disconnected.
     fn disconnect(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -171,8 +180,8 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
     /// dashboards asking at once may get the same one, taken after all of them asked.
     fn snapshot(&self) -> impl Future<Output = Result<Arc<Snapshot>, StoreError>> + Send;
 
-    /// The status of each user, in the order asked; users never seen are offline with
-    /// `last_seen` 0 and version 0.
+    /// The status of each user, in the order asked; users never seen are
+    /// [`UserView::unknown`].
     fn lookup(
         &self,
         user_ids: &[Arc<str>],

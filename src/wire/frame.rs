@@ -17,6 +17,12 @@ pub enum ChannelType {
 pub struct MessageType(pub u64);
 
 impl MessageType {
+    /// The sender joins the group named by `toId` (VoicePing's USER_ADD).
+    pub const USER_ADD: MessageType = MessageType(15);
+    /// The sender leaves the group named by `toId` (VoicePing's USER_REMOVE).
+    pub const USER_REMOVE: MessageType = MessageType(16);
+    /// The sender may not use that group, sent to the sender.
+    pub const UNAUTHORIZED_GROUP: MessageType = MessageType(27);
     /// A handset's keep-alive: refreshes its user's presence TTL.
     pub const HEARTBEAT: MessageType = MessageType(30);
     /// A change of one user's status, sent to dashboards.
@@ -36,6 +42,17 @@ pub enum Id<'a> {
     UInt(u64),
     /// A string id.
     Str(&'a str),
+}
+
+impl Id<'_> {
+    /// The id as text: integers in decimal, as the router compares ids.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Id::Int(n) => n.to_string().into(),
+            Id::UInt(n) => n.to_string().into(),
+            Id::Str(s) => (*s).into(),
+        }
+    }
 }
 
 /// One decoded frame. Ids and payload borrow from the message bytes; the payload is kept as

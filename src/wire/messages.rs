@@ -1,10 +1,11 @@
-//! The frames the router sends: PRESENCE_UPDATE, PRESENCE_SNAPSHOT and PRESENCE_ERROR.
+//! The frames the router sends: PRESENCE_UPDATE, PRESENCE_SNAPSHOT, PRESENCE_ERROR and
+//! VoicePing's UNAUTHORIZED_GROUP.
 //!
 //! Map keys are written in a fixed order, the one documented in `protocol/PROTOCOL.md`; optional
 //! fields are left out rather than written as `undefined`.
 
 use super::encode::Encoder;
-use super::frame::MessageType;
+use super::frame::{Id, MessageType};
 use crate::presence::{Status, Update, UserView};
 
 /// The `code` of a PRESENCE_ERROR, HTTP-style.
@@ -46,7 +47,7 @@ pub fn encode_update(update: &Update) -> Vec<u8> {
 }
 
 /// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [...]}]`.
-pub fn encode_snapshot(to: &str, timestamp: u64, users: &[UserView]) -> Vec<u8> {
+pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8> {
     let mut e = Encoder::with_capacity(64 + users.len() * 96);
     header(&mut e, MessageType::PRESENCE_SNAPSHOT);
     e.str(to);
@@ -64,6 +65,22 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[UserView]) -> Vec<u8> 
         }
         e.str("version").uint(user.version);
     }
+    e.into_bytes()
+}
+
+/// `[0, 27, <user id>, <group id as sent>, "Unauthorized Group"]`, as VoicePing sends it.
+pub fn encode_unauthorized_group(from: &str, group: Id<'_>) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(48 + from.len());
+    e.array(5)
+        .uint(0)
+        .uint(MessageType::UNAUTHORIZED_GROUP.0)
+        .str(from);
+    match group {
+        Id::Int(n) => e.int(n),
+        Id::UInt(n) => e.uint(n),
+        Id::Str(s) => e.str(s),
+    };
+    e.str("Unauthorized Group");
     e.into_bytes()
 }
 

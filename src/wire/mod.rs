@@ -12,4 +12,6 @@ mod messages;
 pub use decode::{decode_value, DecodeError, Value};
 pub use encode::Encoder;
 pub use frame::{ChannelType, Frame, FrameError, Id, MessageType};
-pub use messages::{encode_error, encode_snapshot, encode_update, ErrorCode};
+pub use messages::{
+    encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode,
+};

@@ -1,14 +1,16 @@
 -- Applies one user's record as the router decided it (presence::Record), atomically, if nobody
 -- changed it since the router read it: a compare-and-set on its revision. The rules are not
--- here: this only writes, indexes, expires and publishes what was decided.
--- KEYS = meta, user, deadlines, seq.
+-- here: this only writes, indexes, expires, mirrors membership and publishes what was decided.
+-- KEYS = meta, user, deadlines, seq, the user's groups set, then the members set of each group
+--   joined, then of each group left.
 -- ARGV = user id, revision read ('' = none), record JSON ('' = forget the user), then the seed's
 --   fields for outside readers, each '' when unchanged: status, lastSeen, deviceId, version;
 --   then user key TTL ms (0 = delete it), deadline ms (0 = not indexed), meta TTL ms (0 = none),
---   updates channel, then per change its status channel and its message (JSON; the sequence
---   number is added here).
+--   the number of groups joined and of groups left, their ids (joined first), the updates
+--   channel, then per change its status channel and its message (JSON; the sequence number is
+--   added here).
 -- Returns the revision written, or -1 when the record had changed (read it again).
-local meta, user, deadlines, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, user, deadlines, seq, groups = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local u = ARGV[1]
 local rev = redis.call('HGET', meta, 'rev') or ''
 if rev ~= ARGV[2] then return -1 end
@@ -33,9 +35,19 @@ local deadline = tonumber(ARGV[9])
 if deadline > 0 then redis.call('ZADD', deadlines, deadline, u) else redis.call('ZREM', deadlines, u) end
 local keep = tonumber(ARGV[10])
 if keep > 0 then redis.call('PEXPIRE', meta, keep) elseif ARGV[4] ~= '' then redis.call('PERSIST', meta) end
-for i = 12, #ARGV, 2 do
+local joined, left = tonumber(ARGV[11]), tonumber(ARGV[12])
+for i = 1, joined + left do
+  local group = ARGV[12 + i]
+  if i <= joined then
+    redis.call('SADD', groups, group); redis.call('SADD', KEYS[5 + i], u)
+  else
+    redis.call('SREM', groups, group); redis.call('SREM', KEYS[5 + i], u)
+  end
+end
+local channel = 13 + joined + left
+for i = channel + 1, #ARGV, 2 do
   local message = string.sub(ARGV[i + 1], 1, -2) .. ',"seq":' .. redis.call('INCR', seq) .. '}'
-  redis.call('PUBLISH', ARGV[11], message)
+  redis.call('PUBLISH', ARGV[channel], message)
   redis.call('PUBLISH', ARGV[i], message)
 end
 return next_rev

@@ -8,6 +8,9 @@ use crate::presence::Status;
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// The prefix of the membership sets: none under the default prefix (VoicePing's names, so
+    /// an existing deployment's membership is used as it is), the prefix otherwise.
+    groups_prefix: String,
     deadlines: String,
     seq: String,
     updates: String,
@@ -18,6 +21,11 @@ impl Keys {
     pub fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
+            groups_prefix: if prefix == crate::config::defaults::REDIS_KEY_PREFIX {
+                String::new()
+            } else {
+                prefix.to_owned()
+            },
             deadlines: format!("{prefix}deadlines"),
             seq: format!("{prefix}seq"),
             updates: format!("{prefix}updates"),
@@ -39,6 +47,16 @@ impl Keys {
     /// seed's fields (`status`, `lastSeen`, `deviceId`, `role`, `version`).
     pub fn meta(&self, user_id: &str) -> String {
         format!("{}meta:{user_id}", self.prefix)
+    }
+
+    /// `u.{id}.g`: the groups of a user (VoicePing's set; tenant-scoped group ids).
+    pub fn user_groups(&self, user_id: &str) -> String {
+        format!("{}u.{user_id}.g", self.groups_prefix)
+    }
+
+    /// `g.{group}.u`: the members of a group (VoicePing's set).
+    pub fn group_members(&self, group: &str) -> String {
+        format!("{}g.{group}.u", self.groups_prefix)
     }
 
     /// `{prefix}deadlines`: online users by their next deadline (the sweeper's and the

@@ -23,7 +23,7 @@ mod tests;
 
 use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
-use crate::presence::{ConnId, Millis, Rules, Status, UserView};
+use crate::presence::{ConnId, GroupChange, Millis, Rules, Status, UserView};
 use crate::tasks::Tasks;
 use fred::prelude::{Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -99,6 +99,12 @@ enum Write {
     Leave { device: Device, at: Millis },
     /// Look at a user at `at` (an expiry event, a passed deadline).
     Wake { user_id: Arc<str>, at: Millis },
+    /// A user joins or leaves a group at `at`.
+    Regroup {
+        user_id: Arc<str>,
+        change: GroupChange,
+        at: Millis,
+    },
     /// Re-registers a live connection after Redis lost its data (an online update, which a
     /// dashboard still showing the user online sees as no change).
     Restore { device: Device },
@@ -114,7 +120,7 @@ impl Write {
             | Write::Heartbeat { device, .. }
             | Write::Leave { device, .. }
             | Write::Restore { device } => Some(&device.user_id),
-            Write::Wake { user_id, .. } => Some(user_id),
+            Write::Wake { user_id, .. } | Write::Regroup { user_id, .. } => Some(user_id),
             Write::Barrier(_) => None,
         }
     }
@@ -471,6 +477,14 @@ impl PresenceStore for RedisStore {
         })
     }
 
+    async fn regroup(&self, user_id: &Arc<str>, change: GroupChange) -> Result<(), StoreError> {
+        self.enqueue(Write::Regroup {
+            user_id: user_id.clone(),
+            change,
+            at: self.shared.clock.now_ms(),
+        })
+    }
+
     async fn disconnect(&self, device: &Device) -> Result<(), StoreError> {
         self.shared.live().remove(&device.conn);
         self.enqueue(Write::Leave {
@@ -514,13 +528,7 @@ impl PresenceStore for RedisStore {
             .zip(records)
             .map(|(id, (_, record))| match record {
                 Some(record) => record.view(id, now),
-                None => UserView {
-                    user_id: id.clone(),
-                    status: Status::Offline,
-                    last_seen: 0,
-                    device_id: None,
-                    version: 0,
-                },
+                None => UserView::unknown(id.clone()),
             })
             .collect())
     }

@@ -4,8 +4,9 @@
 //! another router changed meanwhile is read again and its writes applied again.
 
 use super::{Shared, Write};
-use crate::presence::{ConnKey, Millis, Record, Status, Update};
-use fred::prelude::{ClientLike, HashesInterface, SortedSetsInterface};
+use crate::presence::{Audience, ConnKey, Millis, Record, Status, Update};
+use crate::visibility::in_tenant;
+use fred::prelude::{ClientLike, HashesInterface, SetsInterface, SortedSetsInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -30,14 +31,24 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
             break;
         }
         let current = std::mem::take(&mut todo);
-        let users: Vec<Arc<str>> = current.iter().map(|u| u.user_id.clone()).collect();
-        let records = read_raw(shared, users.iter()).await;
+        let records = read_raw(
+            shared,
+            current.iter().map(|u| {
+                let connects = u.writes.iter().any(|w| matches!(w, Write::Connect { .. }));
+                (&u.user_id, connects)
+            }),
+        )
+        .await;
         let now = shared.clock.now_ms();
         let mut calls = Vec::new();
         let mut waiting = Vec::new();
         let mut index_only = Vec::new();
         for (user, read) in current.into_iter().zip(records) {
-            let (revision, before) = match read {
+            let Raw {
+                revision,
+                json: before,
+                groups,
+            } = match read {
                 Ok(read) => read,
                 Err(error) => {
                     failed.extend(give_up_or_retry(&error, user.writes));
@@ -50,7 +61,7 @@ pub(super) async fn apply(shared: &Shared, batch: Vec<Write>) -> Vec<Write> {
             let mut wake = false;
             for write in &user.writes {
                 wake |= matches!(write, Write::Wake { .. });
-                decide(shared, &mut record, write, now, &mut updates);
+                decide(shared, &mut record, write, &groups, now, &mut updates);
             }
             let json = serde_json::to_string(&record).unwrap_or_default();
             // Nothing changed: nothing to write, but a wake sets the index right (a stale score
@@ -171,22 +182,44 @@ fn by_user(batch: Vec<Write>) -> Vec<UserWrites> {
     users
 }
 
-/// One write, decided by the rules.
-fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out: &mut Vec<Update>) {
+/// One write, decided by the rules. A connect joins the groups of its token and those the
+/// user's membership set in Redis holds for its tenant (`stored`: written by this router or by
+/// a VoicePing router).
+fn decide(
+    shared: &Shared,
+    record: &mut Record,
+    write: &Write,
+    stored: &[String],
+    now: Millis,
+    out: &mut Vec<Update>,
+) {
     let rules = &shared.rules;
     let key = |conn| ConnKey {
         router: shared.router_id,
         conn,
     };
     match write {
-        Write::Connect { device, at } => record.connect(
-            rules,
-            &device.user_id,
-            key(device.conn),
-            device.device_id.clone(),
-            *at,
-            out,
-        ),
+        Write::Connect { device, at } => {
+            let tenant = device.audience.tenant.as_deref();
+            let mut joining = Audience::clone(&device.audience);
+            joining.groups.extend(
+                stored
+                    .iter()
+                    .filter(|g| in_tenant(g, tenant) && crate::auth::valid_group_id(g))
+                    .map(|g| Arc::from(g.as_str())),
+            );
+            joining.groups.sort_unstable();
+            joining.groups.dedup();
+            record.connect(
+                rules,
+                &device.user_id,
+                key(device.conn),
+                device.device_id.clone(),
+                &joining,
+                *at,
+                out,
+            )
+        }
         Write::Heartbeat { device, at } => {
             // A live connection the record does not know (its connect was lost: a full queue,
             // a Redis that came back from an old save) is registered again by its heartbeat.
@@ -196,6 +229,7 @@ fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out:
                     &device.user_id,
                     key(device.conn),
                     device.device_id.clone(),
+                    &device.audience,
                     *at,
                     out,
                 );
@@ -211,9 +245,15 @@ fn decide(shared: &Shared, record: &mut Record, write: &Write, now: Millis, out:
             &device.user_id,
             key(device.conn),
             device.device_id.clone(),
+            &device.audience,
             now,
             out,
         ),
+        Write::Regroup {
+            user_id,
+            change,
+            at,
+        } => record.regroup(rules, user_id, change, *at, out),
         Write::Barrier(_) => {}
     }
 }
@@ -223,12 +263,12 @@ pub(super) async fn read_records<'a>(
     shared: &Shared,
     users: impl Iterator<Item = &'a Arc<str>>,
 ) -> Result<Vec<(String, Option<Record>)>, fred::error::Error> {
-    read_raw(shared, users)
+    read_raw(shared, users.map(|user| (user, false)))
         .await
         .into_iter()
         .map(|read| {
-            let (revision, json) = read?;
-            Ok((revision, json.as_deref().and_then(parse)))
+            let read = read?;
+            Ok((read.revision, read.json.as_deref().and_then(parse)))
         })
         .collect()
 }
@@ -240,29 +280,52 @@ fn parse(json: &str) -> Option<Record> {
         .ok()
 }
 
-/// Each user's revision and record JSON, as stored, or why it could not be read.
+/// One user's record as stored.
+struct Raw {
+    /// Its revision ('' for none).
+    revision: String,
+    /// Its JSON.
+    json: Option<String>,
+    /// The user's membership set, when asked for.
+    groups: Vec<String>,
+}
+
+/// Each user's revision and record JSON, as stored, and their membership set when asked for
+/// (`true`), or why it could not be read.
 async fn read_raw<'a>(
     shared: &Shared,
-    users: impl Iterator<Item = &'a Arc<str>>,
-) -> Vec<Result<(String, Option<String>), fred::error::Error>> {
+    users: impl Iterator<Item = (&'a Arc<str>, bool)>,
+) -> Vec<Result<Raw, fred::error::Error>> {
     let pipe = shared.client.pipeline();
-    let mut count = 0;
-    for user in users {
+    let mut with_groups = Vec::new();
+    for (user, groups) in users {
         let queued: Result<(), _> = pipe.hmget(shared.keys.meta(user), vec!["rev", "rec"]).await;
         if let Err(error) = queued {
             debug!(%error, "could not queue a record read");
         }
-        count += 1;
+        if groups {
+            let queued: Result<(), _> = pipe.smembers(shared.keys.user_groups(user)).await;
+            if let Err(error) = queued {
+                debug!(%error, "could not queue a membership read");
+            }
+        }
+        with_groups.push(groups);
     }
-    if count == 0 {
+    if with_groups.is_empty() {
         return Vec::new();
     }
-    let mut replies: Vec<Result<Value, fred::error::Error>> = pipe.try_all().await;
-    replies.resize_with(count, || Err(fred::error::Error::new_canceled()));
-    replies
+    let mut replies = pipe.try_all::<Value>().await.into_iter();
+    let mut next = || {
+        replies
+            .next()
+            .unwrap_or_else(|| Err(fred::error::Error::new_canceled()))
+    };
+    with_groups
         .into_iter()
-        .map(|reply| {
-            let mut fields = match reply? {
+        .map(|groups| {
+            let record = next();
+            let members = if groups { next() } else { Ok(Value::Null) };
+            let mut fields = match record? {
                 Value::Array(fields) => fields.into_iter(),
                 _ => Vec::new().into_iter(),
             };
@@ -270,7 +333,15 @@ async fn read_raw<'a>(
                 .next()
                 .and_then(|v| v.as_string())
                 .unwrap_or_default();
-            Ok((revision, fields.next().and_then(|v| v.as_string())))
+            let groups = match members? {
+                Value::Array(members) => members.iter().filter_map(Value::as_string).collect(),
+                _ => Vec::new(),
+            };
+            Ok(Raw {
+                revision,
+                json: fields.next().and_then(|v| v.as_string()),
+                groups,
+            })
         })
         .collect()
 }
@@ -286,6 +357,9 @@ struct Message<'a> {
     timestamp: Millis,
     #[serde(skip_serializing_if = "Option::is_none")]
     device_id: Option<&'a str>,
+    audience: &'a Audience,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<&'a Audience>,
 }
 
 fn status_text(status: Status) -> &'static str {
@@ -332,13 +406,28 @@ fn call(shared: &Shared, change: Change<'_>, now: Millis) -> Vec<String> {
             _ => value,
         }
     };
+    // Membership mirrored into VoicePing's sets: the groups joined, then those left.
+    let old_groups = change.old.map_or(&[][..], |old| &old.audience().groups[..]);
+    let new_groups = &record.audience().groups[..];
+    let joined: Vec<&Arc<str>> = new_groups
+        .iter()
+        .filter(|g| old_groups.binary_search(g).is_err())
+        .collect();
+    let left: Vec<&Arc<str>> = old_groups
+        .iter()
+        .filter(|g| new_groups.binary_search(g).is_err())
+        .collect();
     let mut args = vec![
         shared.scripts.apply.sha1().to_string(),
-        "4".to_owned(),
+        (5 + joined.len() + left.len()).to_string(),
         keys.meta(change.user_id),
         keys.user(change.user_id),
         keys.deadlines(),
         keys.seq(),
+        keys.user_groups(change.user_id),
+    ];
+    args.extend(joined.iter().chain(&left).map(|g| keys.group_members(g)));
+    args.extend([
         change.user_id.to_owned(),
         change.revision,
         json,
@@ -349,8 +438,11 @@ fn call(shared: &Shared, change: Change<'_>, now: Millis) -> Vec<String> {
         user_ttl.to_string(),
         indexed.to_string(),
         keep.to_string(),
-        keys.updates(),
-    ];
+        joined.len().to_string(),
+        left.len().to_string(),
+    ]);
+    args.extend(joined.iter().chain(&left).map(|g| g.to_string()));
+    args.push(keys.updates());
     for update in change.updates {
         let message = Message {
             user_id: &update.user_id,
@@ -359,6 +451,8 @@ fn call(shared: &Shared, change: Change<'_>, now: Millis) -> Vec<String> {
             last_seen: update.last_seen,
             timestamp: update.timestamp,
             device_id: update.device_id.as_deref(),
+            audience: &update.audience,
+            before: update.before.as_deref(),
         };
         args.push(keys.status_channel(update.status));
         args.push(serde_json::to_string(&message).unwrap_or_default());

@@ -4,7 +4,7 @@ use super::{
     Shared, Write, EPOCH_CHECK_INTERVAL, MAX_BATCH, MAX_PENDING, RESTORE_GRACE, RETRY_MAX,
     RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT, UNREACHABLE_LOG_INTERVAL,
 };
-use crate::presence::{Status, Update};
+use crate::presence::{Audience, Status, Update};
 use crate::store::{FeedEvent, Published};
 use crate::tasks::Tasks;
 use fred::prelude::KeysInterface;
@@ -348,6 +348,9 @@ struct Message {
     timestamp: u64,
     seq: u64,
     device_id: Option<String>,
+    #[serde(default)]
+    audience: Audience,
+    before: Option<Audience>,
 }
 
 fn parse(value: &Value) -> Option<Published> {
@@ -365,6 +368,8 @@ fn parse(value: &Value) -> Option<Published> {
         last_seen: m.last_seen,
         device_id: m.device_id.map(Arc::from),
         timestamp: m.timestamp,
+        audience: Arc::new(m.audience),
+        before: m.before.map(Arc::new),
     };
     Some(Published::new(update, m.seq))
 }

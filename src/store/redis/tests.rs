@@ -1,9 +1,11 @@
-//! One rule engine, checked: random histories of connects, heartbeats, leaves, late heartbeats
-//! and passing time, over several users, devices and two routers, are driven through the bare
+//! One rule engine, checked: random histories of connects (with their tokens' groups),
+//! heartbeats, leaves, late heartbeats, groups joined and left and passing time, over several
+//! users, devices and two routers, are driven through the bare
 //! rules (a map of [`Record`]s), the embedded store's core ([`Presence`]) and the Redis store
 //! (two routers on one redis-server of the test's own, through the writer's own path: read,
 //! decide, compare-and-set, publish, and the listener's feed). All three must publish the same
-//! updates, in the same order, and answer the same lookups.
+//! updates, in the same order, and answer the same lookups; Redis's membership sets mirror the
+//! records.
 
 #[path = "../../../tests/common/redis_server.rs"]
 #[allow(dead_code)]
@@ -11,9 +13,12 @@ mod redis_server;
 
 use super::{records, RedisStore, Write};
 use crate::clock::Clock;
-use crate::presence::{ConnKey, Millis, Presence, Record, Rules, Update, DEFAULT_RETENTION};
+use crate::presence::{
+    Audience, ConnKey, GroupChange, Millis, Presence, Record, Rules, Update, DEFAULT_RETENTION,
+};
 use crate::store::{Device, FeedEvent, PresenceStore};
 use crate::tasks::Tasks;
+use fred::prelude::SetsInterface;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,7 @@ const RULES: Rules = Rules {
 };
 
 const USERS: [&str; 3] = ["a", "b", "c"];
+const GROUPS: [&str; 3] = ["18", "19", "20"];
 const ROUTERS: usize = 2;
 const CONNS_PER_ROUTER: u64 = 3;
 const SEEDS: u64 = 24;
@@ -56,7 +62,10 @@ struct Conn {
 
 #[derive(Debug)]
 enum Op {
-    Connect(Conn, bool),
+    /// With a device id or not, and the token's groups (bits of [`GROUPS`]).
+    Connect(Conn, bool, u64),
+    /// A user joins (or leaves) a group.
+    Regroup(usize, bool, usize),
     Heartbeat(Conn),
     Leave(Conn),
     /// A heartbeat of a connection that has left (a late write).
@@ -75,15 +84,34 @@ fn user(i: usize) -> Arc<str> {
     Arc::from(USERS[i])
 }
 
-fn device(c: Conn, with_id: bool) -> Device {
+fn device(c: Conn, with_id: bool, groups: u64) -> Device {
+    let groups = (0..GROUPS.len())
+        .filter(|i| groups & (1 << i) != 0)
+        .map(|i| Arc::from(GROUPS[i]))
+        .collect();
     Device {
         user_id: user(c.user),
         conn: c.conn,
         device_id: with_id.then(|| Arc::from(format!("dev-{}-{}", c.router, c.conn).as_str())),
+        audience: Arc::new(Audience {
+            tenant: None,
+            groups,
+        }),
     }
 }
 
-fn observable(u: &Update) -> (String, &'static str, u64, Millis, Option<String>, Millis) {
+/// What a dashboard could tell of an update.
+type Observed = (
+    String,
+    &'static str,
+    u64,
+    Millis,
+    Option<String>,
+    Millis,
+    String,
+);
+
+fn observable(u: &Update) -> Observed {
     (
         u.user_id.to_string(),
         match u.status {
@@ -94,6 +122,7 @@ fn observable(u: &Update) -> (String, &'static str, u64, Millis, Option<String>,
         u.last_seen,
         u.device_id.as_ref().map(|d| d.to_string()),
         u.timestamp,
+        format!("{:?} before {:?}", u.audience, u.before),
     )
 }
 
@@ -118,9 +147,14 @@ impl Sides {
         let mut bare = Vec::new();
         let core = match &write {
             Write::Connect { device, .. } => {
-                record.connect(&RULES, &u, key, device.device_id.clone(), at, &mut bare);
-                self.core
-                    .connect(&u, Self::core_conn(c), device.device_id.clone(), at)
+                let id = device.device_id.clone();
+                let joining = &device.audience;
+                record.connect(&RULES, &u, key, id.clone(), joining, at, &mut bare);
+                self.core.connect(&u, Self::core_conn(c), id, joining, at)
+            }
+            Write::Regroup { change, .. } => {
+                record.regroup(&RULES, &u, change, at, &mut bare);
+                self.core.regroup(&u, change, at)
             }
             Write::Heartbeat { .. } => {
                 record.heartbeat(&RULES, &u, key, at, &mut bare);
@@ -195,9 +229,14 @@ async fn history(seed: u64, url: &str, prefix: &str) {
                 {
                     Op::Advance(50)
                 } else {
-                    Op::Connect(c, rng.below(4) != 0)
+                    Op::Connect(c, rng.below(4) != 0, rng.below(8))
                 }
             }
+            7 => Op::Regroup(
+                rng.below(USERS.len() as u64) as usize,
+                rng.below(3) != 0,
+                rng.below(GROUPS.len() as u64) as usize,
+            ),
             3..=4 if !open.is_empty() => Op::Heartbeat(open[rng.below(open.len() as u64) as usize]),
             5 if !open.is_empty() => Op::Leave(open[rng.below(open.len() as u64) as usize]),
             6 if !closed.is_empty() => {
@@ -207,18 +246,37 @@ async fn history(seed: u64, url: &str, prefix: &str) {
         };
         log.push(format!("t={t} {op:?}"));
         let (bare, core) = match op {
-            Op::Connect(c, with_id) => {
+            Op::Connect(c, with_id, groups) => {
                 open.push(c);
                 closed.retain(|x| *x != c);
                 let write = Write::Connect {
-                    device: device(c, with_id),
+                    device: device(c, with_id, groups),
                     at: t,
+                };
+                sides.apply(c, write, t).await
+            }
+            Op::Regroup(u, join, g) => {
+                let group = Arc::from(GROUPS[g]);
+                let change = if join {
+                    GroupChange::Join(group)
+                } else {
+                    GroupChange::Leave(group)
+                };
+                let write = Write::Regroup {
+                    user_id: user(u),
+                    change,
+                    at: t,
+                };
+                let c = Conn {
+                    user: u,
+                    router: u % ROUTERS,
+                    conn: 0,
                 };
                 sides.apply(c, write, t).await
             }
             Op::Heartbeat(c) | Op::LateHeartbeat(c) => {
                 let write = Write::Heartbeat {
-                    device: device(c, false),
+                    device: device(c, false, 0),
                     at: t,
                 };
                 sides.apply(c, write, t).await
@@ -227,7 +285,7 @@ async fn history(seed: u64, url: &str, prefix: &str) {
                 open.retain(|x| *x != c);
                 closed.push(c);
                 let write = Write::Leave {
-                    device: device(c, false),
+                    device: device(c, false, 0),
                     at: t,
                 };
                 sides.apply(c, write, t).await
@@ -285,6 +343,16 @@ async fn history(seed: u64, url: &str, prefix: &str) {
         let redis = record.map(|r| r.view(&u, t));
         assert_eq!(core, bare, "seed {seed}: core lookup of {u}");
         assert_eq!(redis, bare, "seed {seed}: Redis lookup of {u}");
+        let shared = &sides.routers[0].shared;
+        let mirrored: Vec<String> = shared
+            .client
+            .smembers(shared.keys.user_groups(&u))
+            .await
+            .expect("membership set");
+        let mut mirrored: Vec<Arc<str>> = mirrored.into_iter().map(Arc::from).collect();
+        mirrored.sort_unstable();
+        let held = bare.map(|v| v.audience.groups.clone()).unwrap_or_default();
+        assert_eq!(mirrored, held, "seed {seed}: membership set of {u}");
     }
     tasks.shutdown().cancel();
     for drain in drains {
