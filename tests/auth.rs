@@ -96,6 +96,16 @@ fn tenant_groups_and_expiry_are_read_from_the_claims() {
         (json!({"uid": "a", "channelIds": "18"}), "channelIds"),
         (json!({"uid": "a", "channelIds": [{"id": 1}]}), "channelIds"),
         (json!({"uid": "a", "tenant": ["x"]}), "tenant"),
+        (json!({"uid": "a", "tenant": "a:b"}), "tenant"),
+        (
+            json!({"uid": "a", "channelIds": (0..10_000).collect::<Vec<_>>()}),
+            "channelIds",
+        ),
+        (
+            json!({"uid": "a", "channelIds": ["x".repeat(129)]}),
+            "channelIds",
+        ),
+        (json!({"uid": "a", "channelIds": [""]}), "channelIds"),
     ] {
         match v.verify(&hs(Algorithm::HS256, claims), NOW) {
             Err(AuthError::BadClaim(name, _)) => assert_eq!(name, claim),

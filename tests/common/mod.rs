@@ -161,6 +161,32 @@ pub fn token(user: &str, role: Role) -> String {
     .expect("mint")
 }
 
+/// A token for `user` with `role` and the extra claims of `claims` (an object: `tenant`,
+/// `channelIds`…), valid for an hour.
+pub fn token_with(user: &str, role: Role, claims: Json) -> String {
+    let mut all = json!({
+        "userId": user,
+        "role": role.as_str(),
+        "exp": auth::now_secs() + 3600,
+    });
+    if let (Some(all), Json::Object(extra)) = (all.as_object_mut(), claims) {
+        all.extend(extra);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &all,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// `[0, type, user, group]`: USER_ADD (15) or USER_REMOVE (16) as a handset sends it.
+pub fn membership_frame(message_type: u64, user: &str, group: &str) -> Vec<u8> {
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(4).uint(0).uint(message_type).str(user).str(group);
+    e.into_bytes()
+}
+
 /// A WebSocket client of the router.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

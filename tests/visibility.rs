@@ -1,0 +1,352 @@
+//! Who may see whom, over real sockets: tenants apart, group-restricted dashboards, membership
+//! changed by USER_ADD / USER_REMOVE (and by a VoicePing router in Redis), on one router with the
+//! embedded store and on two routers sharing a redis-server. A dashboard's view is kept as
+//! PROTOCOL.md says (a snapshot replaces it; an update applies when its version is higher) and
+//! compared with a fresh snapshot.
+
+mod common;
+
+use common::{bulk, membership_frame, token_with, Client, RedisServer, Router, Seen};
+use presence_router::auth::Role;
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+const USER_ADD: u64 = 15;
+const USER_REMOVE: u64 = 16;
+
+/// How long a view may take to show a change.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// A dashboard and its view, and every user id it was ever told about.
+struct Dashboard {
+    client: Client,
+    token: String,
+    users: HashMap<String, (bool, u64)>,
+    told: BTreeSet<String>,
+}
+
+impl Dashboard {
+    async fn connect(router: &Router, token: String) -> Dashboard {
+        let client = Client::connect(router, &token, None).await;
+        let mut dashboard = Dashboard {
+            client,
+            token,
+            users: HashMap::new(),
+            told: BTreeSet::new(),
+        };
+        let snapshot = dashboard.client.next_frame().await;
+        assert_eq!(snapshot[1], 32, "{snapshot}");
+        dashboard.apply(&snapshot);
+        dashboard
+    }
+
+    fn apply(&mut self, frame: &Json) {
+        let payload = &frame[4];
+        match frame[1].as_u64() {
+            Some(32) => {
+                self.users.clear();
+                for user in payload["users"].as_array().into_iter().flatten() {
+                    let id = user["userId"].as_str().unwrap_or_default().to_owned();
+                    self.told.insert(id.clone());
+                    let version = user["version"].as_u64().unwrap_or(0);
+                    self.users.insert(id, (true, version));
+                }
+            }
+            Some(31) => {
+                let id = payload["userId"].as_str().unwrap_or_default().to_owned();
+                self.told.insert(id.clone());
+                let version = payload["version"].as_u64().unwrap_or(0);
+                if version > self.users.get(&id).map_or(0, |(_, v)| *v) {
+                    self.users
+                        .insert(id, (payload["status"] == "online", version));
+                }
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+
+    fn online(&self) -> BTreeSet<String> {
+        self.users
+            .iter()
+            .filter(|(_, (online, _))| *online)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Reads frames until the view shows exactly `want` online.
+    async fn shows(&mut self, want: &[&str]) {
+        let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while self.online() != want {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.client.next_within(left).await {
+                Some(Seen::Frame(frame)) => self.apply(&frame),
+                other => panic!("view {:?}, want {want:?}; then {other:?}", self.online()),
+            }
+        }
+    }
+
+    /// A fresh snapshot with the same token lists exactly what this view shows.
+    async fn equals_a_fresh_snapshot(&self, router: &Router) {
+        let fresh = Dashboard::connect(router, self.token.clone()).await;
+        assert_eq!(fresh.online(), self.online(), "fresh snapshot vs view");
+        fresh.client.close().await;
+    }
+
+    /// Reads what arrives within `window`; fails on a frame about a user in `never`.
+    async fn never_told_of(&mut self, never: &[&str], window: Duration) {
+        while let Some(Seen::Frame(frame)) = self.client.next_within(window).await {
+            self.apply(&frame);
+        }
+        for user in never {
+            assert!(
+                !self.told.contains(*user),
+                "told of {user}: {:?}",
+                self.told
+            );
+        }
+    }
+}
+
+/// Handsets that close go offline at once.
+fn no_debounce(args: &mut presence_router::config::Args) {
+    args.presence_offline_debounce = Some("0".into());
+}
+
+fn dashboard_token(user: &str, claims: Json) -> String {
+    token_with(user, Role::Dashboard, claims)
+}
+
+async fn handset(router: &Router, user: &str, claims: Json) -> Client {
+    Client::connect(
+        router,
+        &token_with(user, Role::Mobile, claims),
+        Some("phone"),
+    )
+    .await
+}
+
+/// What the bulk API tells `token` of `users`: (userId, status, lastSeen, deviceId).
+async fn bulk_view(router: &Router, token: &str, users: &[&str]) -> Vec<Json> {
+    let reply = bulk(
+        router,
+        Some(token),
+        &json!({ "userIds": users }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| json!([u["userId"], u["status"], u["lastSeen"], u.get("deviceId")]))
+        .collect()
+}
+
+fn unknown(user: &str) -> Json {
+    json!([user, "offline", 0, null])
+}
+
+/// Two tenants, each with a dashboard and a handset; `a` and `b` may be one router or two.
+async fn tenants_stay_apart(a: &Router, b: &Router) {
+    let acme = json!({"tenant": "acme"});
+    let globex = json!({"tenant": "globex"});
+    let mut acme_view = Dashboard::connect(a, dashboard_token("acme-ops", acme.clone())).await;
+    let mut globex_view =
+        Dashboard::connect(b, dashboard_token("globex-ops", globex.clone())).await;
+    let mut acme_phone =
+        handset(b, "acme-1", json!({"tenant": "acme", "channelIds": ["18"]})).await;
+    let mut globex_phone = handset(
+        a,
+        "globex-1",
+        json!({"tenant": "globex", "channelIds": ["18"]}),
+    )
+    .await;
+    acme_view.shows(&["acme-1"]).await;
+    globex_view.shows(&["globex-1"]).await;
+
+    // Membership changes in the other tenant's group of the same name change nothing.
+    globex_phone
+        .send(membership_frame(USER_REMOVE, "globex-1", "18"))
+        .await;
+    globex_phone
+        .send(membership_frame(USER_ADD, "globex-1", "19"))
+        .await;
+    acme_phone
+        .send(membership_frame(USER_ADD, "acme-1", "19"))
+        .await;
+    let restricted = dashboard_token("acme-18", json!({"tenant": "acme", "channelIds": ["18"]}));
+    let mut acme_18 = Dashboard::connect(b, restricted).await;
+    acme_18.shows(&["acme-1"]).await;
+
+    for (router, token, mine, theirs) in [
+        (a, &acme_view.token, "acme-1", "globex-1"),
+        (b, &globex_view.token, "globex-1", "acme-1"),
+    ] {
+        let seen = bulk_view(router, token, &[theirs, mine]).await;
+        assert_eq!(seen[0], unknown(theirs), "{token}");
+        assert_eq!(seen[1][1], "online");
+    }
+    acme_phone.close().await;
+    globex_phone.close().await;
+    acme_view.shows(&[]).await;
+    globex_view.shows(&[]).await;
+    acme_view
+        .never_told_of(&["globex-1"], Duration::from_millis(300))
+        .await;
+    globex_view
+        .never_told_of(&["acme-1"], Duration::from_millis(300))
+        .await;
+    acme_18
+        .never_told_of(&["globex-1"], Duration::from_millis(100))
+        .await;
+    acme_view.equals_a_fresh_snapshot(a).await;
+    globex_view.equals_a_fresh_snapshot(b).await;
+}
+
+/// A dashboard restricted to group 18 on `b`, handsets on `a`: members appear, others do not,
+/// a joiner appears, a leaver disappears, and the view stays equal to a fresh snapshot.
+async fn a_group_dashboard_sees_its_members(a: &Router, b: &Router) {
+    let mut view = Dashboard::connect(
+        b,
+        dashboard_token("night-desk", json!({"channelIds": [18]})),
+    )
+    .await;
+    let _member = handset(a, "driver-7", json!({"channelIds": [18, 40]})).await;
+    let mut outsider = handset(a, "driver-8", json!({})).await;
+    view.shows(&["driver-7"]).await;
+    view.equals_a_fresh_snapshot(b).await;
+
+    outsider
+        .send(membership_frame(USER_ADD, "driver-8", "18"))
+        .await;
+    view.shows(&["driver-7", "driver-8"]).await;
+    view.equals_a_fresh_snapshot(b).await;
+
+    let mut member = _member;
+    member
+        .send(membership_frame(USER_REMOVE, "driver-7", "18"))
+        .await;
+    view.shows(&["driver-8"]).await;
+    view.equals_a_fresh_snapshot(b).await;
+
+    // Still a member of 40: a dashboard of 40 sees them, with the same version rule.
+    let mut forty =
+        Dashboard::connect(a, dashboard_token("desk-40", json!({"channelIds": ["40"]}))).await;
+    forty.shows(&["driver-7"]).await;
+
+    // Membership outlives the connection: back without the token's groups, still in 18.
+    outsider.close().await;
+    view.shows(&[]).await;
+    let _back = handset(a, "driver-8", json!({})).await;
+    view.shows(&["driver-8"]).await;
+    view.equals_a_fresh_snapshot(b).await;
+    forty
+        .never_told_of(&["driver-8"], Duration::from_millis(200))
+        .await;
+}
+
+#[tokio::test]
+async fn tenants_stay_apart_on_one_router() {
+    let router = Router::start(no_debounce).await;
+    tenants_stay_apart(&router, &router).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_stay_apart_across_routers() {
+    let redis = RedisServer::start(&[]);
+    let a = Router::on_redis(&redis, no_debounce).await;
+    let b = Router::on_redis(&redis, no_debounce).await;
+    tenants_stay_apart(&a, &b).await;
+}
+
+#[tokio::test]
+async fn a_group_dashboard_sees_its_members_on_one_router() {
+    let router = Router::start(no_debounce).await;
+    a_group_dashboard_sees_its_members(&router, &router).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_dashboard_sees_its_members_across_routers() {
+    let redis = RedisServer::start(&[]);
+    let a = Router::on_redis(&redis, no_debounce).await;
+    let b = Router::on_redis(&redis, no_debounce).await;
+    a_group_dashboard_sees_its_members(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_a_voiceping_router_wrote_is_honoured() {
+    let redis = RedisServer::start(&[]);
+    // As a VoicePing router records a USER_ADD of user 7 to group 18.
+    assert_eq!(
+        redis.command(&["SADD", "g.18.u", "7"]).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        redis.command(&["SADD", "u.7.g", "18"]).as_deref(),
+        Some("1")
+    );
+    let router = Router::on_redis(&redis, no_debounce).await;
+    let mut view = Dashboard::connect(
+        &router,
+        dashboard_token("desk", json!({"channelIds": [18]})),
+    )
+    .await;
+    let _seven = handset(&router, "7", json!({})).await;
+    let mut eight = handset(&router, "8", json!({})).await;
+    view.shows(&["7"]).await;
+    // And what this router records, a VoicePing router reads.
+    eight.send(membership_frame(USER_ADD, "8", "18")).await;
+    view.shows(&["7", "8"]).await;
+    assert_eq!(
+        redis.command(&["SISMEMBER", "g.18.u", "8"]).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        redis.command(&["SISMEMBER", "u.8.g", "18"]).as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn joins_the_token_forbids_and_malformed_ones_are_refused() {
+    let router = Router::start(no_debounce).await;
+    let mut view = Dashboard::connect(
+        &router,
+        dashboard_token("desk", json!({"channelIds": ["19"]})),
+    )
+    .await;
+    let mut phone = handset(&router, "driver-1", json!({"channelIds": ["18"]})).await;
+    phone
+        .send(membership_frame(USER_ADD, "spoofed", "19"))
+        .await;
+    let refused = phone.next_frame().await;
+    assert_eq!(
+        refused,
+        json!([0, 27, "driver-1", "19", "Unauthorized Group"])
+    );
+    // Without a group id, or with one that is not a scalar.
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(3).uint(0).uint(USER_ADD).str("driver-1");
+    phone.send(e.into_bytes()).await;
+    let error = phone.next_frame().await;
+    assert_eq!(
+        (error[1].as_u64(), error[4]["code"].as_u64()),
+        (Some(33), Some(400)),
+        "{error}"
+    );
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(4).uint(0).uint(USER_ADD).str("driver-1").map(0);
+    phone.send(e.into_bytes()).await;
+    let error = phone.next_frame().await;
+    assert_eq!(
+        (error[1].as_u64(), error[4]["code"].as_u64()),
+        (Some(33), Some(400)),
+        "{error}"
+    );
+    // Nothing was joined: the dashboard of 19 never heard of driver-1.
+    view.never_told_of(&["driver-1"], Duration::from_millis(300))
+        .await;
+    view.equals_a_fresh_snapshot(&router).await;
+}
