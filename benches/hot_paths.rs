@@ -30,6 +30,7 @@ fn update() -> Update {
         last_seen: 1_702_281_234_567,
         device_id: Some(Arc::from("phone-1")),
         timestamp: 1_702_281_234_567,
+        stated: Default::default(),
         audience: Audience::none(),
         before: None,
     }
@@ -59,6 +60,7 @@ fn encode_snapshot_of(bencher: Bencher, users: usize) {
             last_seen: 1_702_281_234_567,
             device_id: Some(Arc::from("phone")),
             version: 3,
+            stated: Default::default(),
             audience: Audience::none(),
         })
         .collect();

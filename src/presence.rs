@@ -99,7 +99,89 @@ pub enum GroupChange {
     Leave(Arc<str>),
 }
 
-/// One change of one user: their status, or who may see them.
+/// What a user says of their availability, while online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// Ready to talk.
+    Available,
+    /// Away from the handset.
+    Away,
+    /// Busy.
+    Busy,
+    /// Do not disturb.
+    Dnd,
+}
+
+impl Availability {
+    /// Every availability, as the wire names them.
+    pub const NAMES: [&'static str; 4] = ["available", "away", "busy", "dnd"];
+
+    /// From its wire name.
+    pub fn parse(name: &str) -> Option<Availability> {
+        match name {
+            "available" => Some(Availability::Available),
+            "away" => Some(Availability::Away),
+            "busy" => Some(Availability::Busy),
+            "dnd" => Some(Availability::Dnd),
+            _ => None,
+        }
+    }
+
+    /// Its wire name.
+    pub fn as_str(self) -> &'static str {
+        Availability::NAMES[self as usize]
+    }
+}
+
+/// The longest status text, in characters.
+pub const MAX_STATUS_TEXT_CHARS: usize = 140;
+
+/// What a user states of themself: an availability and a short status text. Kept while they
+/// are online; cleared when they go offline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stated {
+    /// Their availability, when stated.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+    /// Their status text, when stated (never empty).
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<Arc<str>>,
+}
+
+/// Why a statement was refused; the message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatedError {
+    /// Not one of [`Availability::NAMES`].
+    #[error("availability must be one of available, away, busy, dnd")]
+    Availability,
+    /// Too long, or with control characters.
+    #[error("statusText must be at most 140 characters, without control characters")]
+    StatusText,
+}
+
+impl Stated {
+    /// Checks what a client sent: an availability name and a status text ("" clears it).
+    pub fn parse(availability: &str, status_text: Option<&str>) -> Result<Stated, StatedError> {
+        let availability = Availability::parse(availability).ok_or(StatedError::Availability)?;
+        let status_text = match status_text {
+            None | Some("") => None,
+            Some(text)
+                if text.chars().count() <= MAX_STATUS_TEXT_CHARS
+                    && !text.chars().any(char::is_control) =>
+            {
+                Some(Arc::from(text))
+            }
+            Some(_) => return Err(StatedError::StatusText),
+        };
+        Ok(Stated {
+            availability: Some(availability),
+            status_text,
+        })
+    }
+}
+
+/// One change of one user: their status, who may see them, or what they state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// The authenticated user id.
@@ -115,6 +197,8 @@ pub struct Update {
     pub device_id: Option<Arc<str>>,
     /// When the change was decided.
     pub timestamp: Millis,
+    /// What the user states (nothing while offline).
+    pub stated: Arc<Stated>,
     /// Who may see the user after the change.
     pub audience: Arc<Audience>,
     /// Who could see the user before, when the change is of that (a group joined or left, a
@@ -143,6 +227,8 @@ pub struct UserView {
     pub device_id: Option<Arc<str>>,
     /// The version of the last change this view reflects.
     pub version: u64,
+    /// What the user states (nothing while offline).
+    pub stated: Arc<Stated>,
     /// Who may see the user.
     pub audience: Arc<Audience>,
 }
@@ -156,6 +242,7 @@ impl UserView {
             last_seen: 0,
             device_id: None,
             version: 0,
+            stated: Arc::default(),
             audience: Audience::none(),
         }
     }
@@ -264,6 +351,13 @@ impl Presence {
                 now,
                 updates,
             )
+        })
+    }
+
+    /// The user states their availability; ignored while they are offline.
+    pub fn state(&mut self, user_id: &Arc<str>, stated: &Stated, now: Millis) -> Effect {
+        self.apply(user_id, false, |record, rules, updates| {
+            record.state(rules, user_id, stated, now, updates)
         })
     }
 

@@ -129,6 +129,7 @@ fn server_frames_are_byte_identical_to_notepack_and_strictly_readable() {
                 last_seen: num(value, "lastSeen"),
                 device_id: opt_text(value, "deviceId"),
                 timestamp: num(value, "timestamp"),
+                stated: Default::default(),
                 audience: Audience::none(),
                 before: None,
             }),
@@ -144,6 +145,7 @@ fn server_frames_are_byte_identical_to_notepack_and_strictly_readable() {
                         last_seen: num(u, "lastSeen"),
                         device_id: opt_text(u, "deviceId"),
                         version: num(u, "version"),
+                        stated: Default::default(),
                         audience: Audience::none(),
                     })
                     .collect();

@@ -1,6 +1,6 @@
 //! One user's presence as every store keeps it, and the transitions of the rules on it.
 
-use super::{next_version, Audience, GroupChange, Millis, Rules, Status, Update, UserView};
+use super::{next_version, Audience, GroupChange, Millis, Rules, Stated, Status, Update, UserView};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -60,10 +60,13 @@ pub struct Record {
     /// Who may see the user.
     #[serde(rename = "u", default, skip_serializing_if = "is_default")]
     audience: Audience,
+    /// What the user states, while online.
+    #[serde(rename = "m", default, skip_serializing_if = "is_default")]
+    stated: Stated,
 }
 
-fn is_default(audience: &Audience) -> bool {
-    *audience == Audience::default()
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for Record {
@@ -79,6 +82,7 @@ impl Default for Record {
             left_at: 0,
             changed_at: 0,
             audience: Audience::default(),
+            stated: Stated::default(),
         }
     }
 }
@@ -160,7 +164,7 @@ impl Record {
                 before: moved,
                 ..online
             }),
-            (None, Some(before)) => updates.push(self.regrouped(user_id, before, now)),
+            (None, Some(before)) => updates.push(self.changed(user_id, Some(before), now)),
             (None, None) => {}
         }
     }
@@ -185,9 +189,27 @@ impl Record {
             return;
         }
         match self.status {
-            Status::Online => updates.push(self.regrouped(user_id, Arc::new(before), now)),
+            Status::Online => updates.push(self.changed(user_id, Some(Arc::new(before)), now)),
             Status::Offline => self.changed_at = self.changed_at.max(now),
         }
+    }
+
+    /// The user states their availability at `now` (an update with a new version when it
+    /// changes). Ignored while offline: a statement lasts while the user is online.
+    pub fn state(
+        &mut self,
+        rules: &Rules,
+        user_id: &Arc<str>,
+        stated: &Stated,
+        now: Millis,
+        updates: &mut Vec<Update>,
+    ) {
+        self.wake(rules, user_id, now, updates);
+        if self.status == Status::Offline || self.stated == *stated {
+            return;
+        }
+        self.stated = stated.clone();
+        updates.push(self.changed(user_id, None, now));
     }
 
     /// Whether connection `key` is open in this record.
@@ -307,6 +329,10 @@ impl Record {
             last_seen,
             device_id: self.device_id.clone(),
             version: self.version,
+            stated: match status {
+                Status::Online => Arc::new(self.stated.clone()),
+                Status::Offline => Arc::default(),
+            },
             audience: Arc::new(self.audience.clone()),
         }
     }
@@ -320,6 +346,7 @@ impl Record {
             last_seen: self.last_seen,
             device_id: self.device_id.clone(),
             version: self.version,
+            stated: Arc::new(self.stated.clone()),
             audience: Arc::new(self.audience.clone()),
         }
     }
@@ -346,23 +373,22 @@ impl Record {
 
     fn transition(&mut self, user_id: &Arc<str>, status: Status, now: Millis) -> Update {
         self.status = status;
-        self.version = next_version(self.version, now);
         self.changed_at = now;
         self.offline_at = None;
-        Update {
-            user_id: user_id.clone(),
-            status,
-            version: self.version,
-            last_seen: self.last_seen,
-            device_id: self.device_id.clone(),
-            timestamp: now,
-            audience: Arc::new(self.audience.clone()),
-            before: None,
+        if status == Status::Offline {
+            self.stated = Stated::default();
         }
+        self.changed(user_id, None, now)
     }
 
-    /// The update of an online user whose audience changed from `before`.
-    fn regrouped(&mut self, user_id: &Arc<str>, before: Arc<Audience>, now: Millis) -> Update {
+    /// The update of a change at `now`, with a new version; `before` says who could see the
+    /// user before, when that changed.
+    fn changed(
+        &mut self,
+        user_id: &Arc<str>,
+        before: Option<Arc<Audience>>,
+        now: Millis,
+    ) -> Update {
         self.version = next_version(self.version, now);
         Update {
             user_id: user_id.clone(),
@@ -371,8 +397,9 @@ impl Record {
             last_seen: self.last_seen,
             device_id: self.device_id.clone(),
             timestamp: now,
+            stated: Arc::new(self.stated.clone()),
             audience: Arc::new(self.audience.clone()),
-            before: Some(before),
+            before,
         }
     }
 

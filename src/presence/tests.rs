@@ -495,3 +495,98 @@ fn a_replayed_connect_does_not_move_a_deadline_back() {
     record.disconnect(&rules, &alice, tablet, 70_000, &mut updates);
     assert_eq!(record.status(), Status::Online, "{updates:?}");
 }
+
+fn group(id: &str) -> GroupChange {
+    GroupChange::Join(Arc::from(id))
+}
+
+#[test]
+fn a_group_change_of_an_online_user_is_an_update_that_says_who_saw_them_before() {
+    let mut p = core(0);
+    let alice = user("alice");
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 1_000);
+    let joined = p.regroup(&alice, &group("18"), 2_000);
+    let [update] = &joined.updates[..] else {
+        panic!("one update: {joined:?}")
+    };
+    assert_eq!(update.status, Status::Online);
+    assert_eq!(update.version, 2_000);
+    assert_eq!(update.audience.groups, [Arc::from("18")]);
+    assert_eq!(update.before.as_deref(), Some(&Audience::default()));
+    // Joining again changes nothing.
+    assert!(p.regroup(&alice, &group("18"), 3_000).updates.is_empty());
+    let left = p.regroup(&alice, &GroupChange::Leave(Arc::from("18")), 4_000);
+    assert_eq!(left.updates[0].audience.groups, Vec::<Arc<str>>::new());
+    assert_eq!(p.online_count(), 1);
+}
+
+#[test]
+fn membership_outlives_connections_and_a_new_tenant_starts_afresh() {
+    let mut p = core(0);
+    let alice = user("alice");
+    assert!(p.regroup(&alice, &group("18"), 500).updates.is_empty());
+    let tokens = Audience {
+        tenant: None,
+        groups: vec![Arc::from("19")],
+    };
+    let online = p.connect(&alice, 1, None, &tokens, 1_000);
+    assert_eq!(
+        online.updates[0].audience.groups,
+        [Arc::from("18"), Arc::from("19")]
+    );
+    let _ = p.disconnect(&alice, 1, 2_000);
+    let elsewhere = Audience {
+        tenant: Some(Arc::from("acme")),
+        groups: vec![Arc::from("acme:7")],
+    };
+    let moved = p.connect(&alice, 2, None, &elsewhere, 3_000);
+    assert_eq!(*moved.updates[0].audience, elsewhere);
+    assert!(moved.updates[0].before.is_some());
+}
+
+#[test]
+fn availability_is_kept_while_online_and_cleared_when_offline() {
+    let mut p = core(0);
+    let alice = user("alice");
+    let away = Stated::parse("away", Some("at lunch")).expect("valid");
+    assert!(
+        p.state(&alice, &away, 500).updates.is_empty(),
+        "offline: ignored"
+    );
+    let _ = p.connect(&alice, 1, None, &Audience::default(), 1_000);
+    let stated = p.state(&alice, &away, 2_000);
+    assert_eq!(*stated.updates[0].stated, away);
+    assert!(
+        p.state(&alice, &away, 2_500).updates.is_empty(),
+        "no change"
+    );
+    let offline = p.disconnect(&alice, 1, 3_000);
+    assert_eq!(*offline.updates[0].stated, Stated::default());
+    let back = p.connect(&alice, 2, None, &Audience::default(), 4_000);
+    assert_eq!(*back.updates[0].stated, Stated::default());
+}
+
+#[test]
+fn statements_outside_the_rules_are_refused() {
+    assert_eq!(
+        Stated::parse("asleep", None),
+        Err(StatedError::Availability)
+    );
+    assert_eq!(
+        Stated::parse("busy", Some(&"x".repeat(141))),
+        Err(StatedError::StatusText)
+    );
+    assert_eq!(
+        Stated::parse("busy", Some("a\nb")),
+        Err(StatedError::StatusText)
+    );
+    let long = "é".repeat(140);
+    assert_eq!(
+        Stated::parse("dnd", Some(&long)).map(|s| s.status_text),
+        Ok(Some(Arc::from(long.as_str())))
+    );
+    assert_eq!(
+        Stated::parse("available", Some("")).map(|s| s.status_text),
+        Ok(None)
+    );
+}

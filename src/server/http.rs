@@ -10,7 +10,7 @@ use super::session::{self, Peer};
 use super::Context;
 use crate::auth::{self, Identity};
 use crate::metrics::inc;
-use crate::presence::{Status, UserView};
+use crate::presence::{Stated, Status, UserView};
 use crate::store::{PresenceStore, StoreHealth};
 use crate::visibility::Viewer;
 use bytes::Bytes;
@@ -50,6 +50,7 @@ pub async fn handle<S: PresenceStore>(
             error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
         }
         (&Method::POST, "/api/presence/status") => bulk_status(&ctx, req).await,
+        (&Method::PUT, "/api/presence/me") => state_mine(&ctx, req).await,
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
         (&Method::GET, "/metrics") => {
@@ -77,6 +78,7 @@ pub async fn handle<S: PresenceStore>(
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/api/presence/status" => Some("POST, OPTIONS"),
+        "/api/presence/me" => Some("PUT, OPTIONS"),
         "/" | "/ws" | "/health" | "/ready" | "/metrics" => Some("GET, OPTIONS"),
         _ => None,
     }
@@ -95,7 +97,7 @@ fn preflight() -> Reply {
     let headers = reply.headers_mut();
     headers.insert(
         "access-control-allow-methods",
-        HeaderValue::from_static("GET, POST, OPTIONS"),
+        HeaderValue::from_static("GET, POST, PUT, OPTIONS"),
     );
     headers.insert(
         "access-control-allow-headers",
@@ -295,26 +297,9 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
     if !ctx.config.presence_enabled {
         return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }
-    let limit = ctx.config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
-    }
-    let reading = Limited::new(req.into_body(), limit).collect();
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large")
-        }
-        Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "Could not read the request body"),
-        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "Request body too slow"),
-    };
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "Invalid JSON");
+    let request = match read_json(ctx, req).await {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
     let Some(Value::Array(asked)) = request.get("userIds") else {
         return error(StatusCode::BAD_REQUEST, "userIds must be an array");
@@ -369,6 +354,8 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
             },
             last_seen: view.last_seen,
             device_id: view.device_id.as_deref(),
+            availability: view.stated.availability.map(|a| a.as_str()),
+            status_text: view.stated.status_text.as_deref(),
         })
         .collect();
     let reply = BulkReply {
@@ -385,6 +372,99 @@ async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>)
     }
 }
 
+/// A request's JSON body, read within the body limit and [`BODY_READ_TIMEOUT`]; or the 4xx
+/// that says why not.
+async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value, Reply> {
+    let limit = ctx.config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"));
+    }
+    let reading = Limited::new(req.into_body(), limit).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"))
+        }
+        Ok(Err(_)) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Could not read the request body",
+            ))
+        }
+        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "Request body too slow")),
+    };
+    serde_json::from_slice::<Value>(&body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "Invalid JSON"))
+}
+
+/// `PUT /api/presence/me` `{availability, statusText?}`: the token's user states their
+/// availability. Kept while they are online: 409 while they are offline.
+async fn state_mine<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
+    let identity =
+        match bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token))) {
+            Ok(identity) => identity,
+            Err(why) => return unauthorized(&why.to_string()),
+        };
+    if !ctx.config.presence_enabled {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
+    }
+    let request = match read_json(ctx, req).await {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let Some(availability) = request.get("availability").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "availability must be one of available, away, busy, dnd",
+        );
+    };
+    let text = match request.get("statusText") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.as_str()),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "statusText must be a string"),
+    };
+    let stated = match Stated::parse(availability, text) {
+        Ok(stated) => stated,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why.to_string()),
+    };
+    let user = identity.user_id.clone();
+    let unavailable = |e| {
+        inc(&ctx.metrics.store_errors);
+        warn!(error = %e, "availability could not be stored");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Presence store unavailable",
+        )
+    };
+    match ctx.store.lookup(std::slice::from_ref(&user)).await {
+        Ok(views) if views.first().is_some_and(|v| v.status == Status::Online) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::CONFLICT,
+                "You are offline: availability is kept only while you are online",
+            )
+        }
+        Err(e) => return unavailable(e),
+    }
+    if let Err(e) = ctx.store.state(&user, stated.clone()).await {
+        return unavailable(e);
+    }
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "success": true,
+            "userId": &*user,
+            "availability": stated.availability.map(|a| a.as_str()),
+            "statusText": stated.status_text.as_deref(),
+        }),
+    )
+}
+
 /// One user in a bulk status reply; `userId` echoes the request element as it was sent.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -394,6 +474,10 @@ struct BulkUser<'a> {
     last_seen: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     device_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_text: Option<&'a str>,
 }
 
 /// The bulk status reply, serialised straight from borrowed data (no intermediate JSON tree:

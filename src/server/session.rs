@@ -10,12 +10,12 @@ use super::connection::{Connection, Inbound};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
-use crate::presence::{ConnId, GroupChange, HeartbeatGate, Millis, Status, Update};
+use crate::presence::{ConnId, GroupChange, HeartbeatGate, Millis, Stated, Status, Update};
 use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
 use crate::visibility::{joining, may_join, scoped_group, Show, Viewer};
 use crate::wire::{
     encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode, Frame,
-    MessageType,
+    MessageType, Value,
 };
 use bytes::Bytes;
 use std::pin::Pin;
@@ -277,6 +277,9 @@ async fn serve<S: PresenceStore>(
                                 Err(refusal) => Some(refusal),
                             }
                         }
+                        Ok(frame) if frame.message_type == MessageType::SET_AVAILABILITY => {
+                            state(ctx, peer, &frame).await.err()
+                        }
                         Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
                             Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
                         }
@@ -405,6 +408,49 @@ async fn regroup<S: PresenceStore>(
     };
     report(ctx, ctx.store.regroup(&identity.user_id, change).await);
     Ok(None)
+}
+
+/// SET_AVAILABILITY `[0, 34, self, 0, {availability, statusText?}]`: the authenticated user
+/// states their availability. A `fromId` naming someone else is refused: nobody sets another
+/// user's availability.
+async fn state<S: PresenceStore>(
+    ctx: &Context<S>,
+    peer: &Peer,
+    frame: &Frame<'_>,
+) -> Result<(), (ErrorCode, String)> {
+    let user = &peer.identity.user_id;
+    if frame.from.is_some_and(|from| from.text() != user.as_ref()) {
+        return Err((
+            ErrorCode::Forbidden,
+            "SET_AVAILABILITY states the sender's own availability: fromId must be your user id"
+                .to_owned(),
+        ));
+    }
+    let payload = frame.payload_value();
+    let field = |name| payload.as_ref().and_then(|p| p.get(name));
+    let Some(availability) = field("availability").and_then(|v| v.as_str()) else {
+        return Err((
+            ErrorCode::BadFrame,
+            "SET_AVAILABILITY needs {availability: available|away|busy|dnd, statusText?}"
+                .to_owned(),
+        ));
+    };
+    let text = match field("statusText") {
+        None | Some(Value::Nil | Value::Undefined) => None,
+        Some(Value::Str(text)) => Some(*text),
+        Some(_) => {
+            return Err((
+                ErrorCode::BadFrame,
+                "statusText must be a string".to_owned(),
+            ))
+        }
+    };
+    let stated =
+        Stated::parse(availability, text).map_err(|why| (ErrorCode::BadFrame, why.to_string()))?;
+    if ctx.config.presence_enabled {
+        report(ctx, ctx.store.state(user, stated).await);
+    }
+    Ok(())
 }
 
 async fn write_heartbeat<S: PresenceStore>(ctx: &Context<S>, device: &Device, at: Millis) {

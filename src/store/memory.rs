@@ -6,7 +6,7 @@
 
 use super::{Device, Feed, FeedEvent, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
-use crate::presence::{Effect, GroupChange, Millis, Presence, Rules, UserView};
+use crate::presence::{Effect, GroupChange, Millis, Presence, Rules, Stated, UserView};
 use crate::tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -179,6 +179,11 @@ impl PresenceStore for MemoryStore {
                 now,
             )
         });
+        Ok(())
+    }
+
+    async fn state(&self, user_id: &Arc<str>, stated: Stated) -> Result<(), StoreError> {
+        self.with_core(user_id, |p, now| p.state(user_id, &stated, now));
         Ok(())
     }
 

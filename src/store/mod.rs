@@ -9,7 +9,7 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::{redacted_url, Drain, RedisStore};
 
-use crate::presence::{Audience, ConnId, GroupChange, Millis, Update, UserView};
+use crate::presence::{Audience, ConnId, GroupChange, Millis, Stated, Update, UserView};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
@@ -168,6 +168,13 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
         &self,
         user_id: &Arc<str>,
         change: GroupChange,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A user states their availability (ignored while they are offline).
+    fn state(
+        &self,
+        user_id: &Arc<str>,
+        stated: Stated,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A mobile device disconnected.

@@ -22,6 +22,7 @@ fn update(now: Audience, before: Option<Audience>) -> Update {
         last_seen: 1,
         device_id: None,
         timestamp: 1,
+        stated: Default::default(),
         audience: Arc::new(now),
         before: before.map(Arc::new),
     }

@@ -12,7 +12,7 @@ pub enum ChannelType {
     Private,
 }
 
-/// A message type number. 0–27 belong to the VoicePing PTT protocol, 30–33 to presence.
+/// A message type number. 0–27 belong to the VoicePing PTT protocol, 30–34 to presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageType(pub u64);
 
@@ -31,6 +31,8 @@ impl MessageType {
     pub const PRESENCE_SNAPSHOT: MessageType = MessageType(32);
     /// A frame the router refused, sent to its sender.
     pub const PRESENCE_ERROR: MessageType = MessageType(33);
+    /// A user states their availability and status text (client to router).
+    pub const SET_AVAILABILITY: MessageType = MessageType(34);
 }
 
 /// A user or group id as it appears on the wire: an integer or a string.

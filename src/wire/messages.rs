@@ -6,7 +6,7 @@
 
 use super::encode::Encoder;
 use super::frame::{Id, MessageType};
-use crate::presence::{Status, Update, UserView};
+use crate::presence::{Stated, Status, Update, UserView};
 
 /// The `code` of a PRESENCE_ERROR, HTTP-style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,12 +28,28 @@ fn status_str(status: Status) -> &'static str {
     }
 }
 
-/// `[0, 31, 0, "broadcast", {userId, status, timestamp, type, deviceId?, lastSeen, version}]`.
+/// The number of optional stated fields (`availability`, `statusText`) present.
+fn stated_len(stated: &Stated) -> usize {
+    usize::from(stated.availability.is_some()) + usize::from(stated.status_text.is_some())
+}
+
+/// `availability` and `statusText`, each when present.
+fn stated(e: &mut Encoder, stated: &Stated) {
+    if let Some(availability) = stated.availability {
+        e.str("availability").str(availability.as_str());
+    }
+    if let Some(text) = &stated.status_text {
+        e.str("statusText").str(text);
+    }
+}
+
+/// `[0, 31, 0, "broadcast", {userId, status, timestamp, type, deviceId?, lastSeen, version,
+/// availability?, statusText?}]`.
 pub fn encode_update(update: &Update) -> Vec<u8> {
     let mut e = Encoder::with_capacity(96 + update.user_id.len());
     header(&mut e, MessageType::PRESENCE_UPDATE);
     e.str("broadcast");
-    e.map(6 + usize::from(update.device_id.is_some()));
+    e.map(6 + usize::from(update.device_id.is_some()) + stated_len(&update.stated));
     e.str("userId").str(&update.user_id);
     e.str("status").str(status_str(update.status));
     e.str("timestamp").uint(update.timestamp);
@@ -43,10 +59,12 @@ pub fn encode_update(update: &Update) -> Vec<u8> {
     }
     e.str("lastSeen").uint(update.last_seen);
     e.str("version").uint(update.version);
+    stated(&mut e, &update.stated);
     e.into_bytes()
 }
 
-/// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [...]}]`.
+/// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [{userId, status,
+/// lastSeen, deviceId?, version, availability?, statusText?}]}]`.
 pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8> {
     let mut e = Encoder::with_capacity(64 + users.len() * 96);
     header(&mut e, MessageType::PRESENCE_SNAPSHOT);
@@ -56,7 +74,7 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8>
     e.str("totalOnline").uint(users.len() as u64);
     e.str("users").array(users.len());
     for user in users {
-        e.map(4 + usize::from(user.device_id.is_some()));
+        e.map(4 + usize::from(user.device_id.is_some()) + stated_len(&user.stated));
         e.str("userId").str(&user.user_id);
         e.str("status").str(status_str(user.status));
         e.str("lastSeen").uint(user.last_seen);
@@ -64,6 +82,7 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8>
             e.str("deviceId").str(device);
         }
         e.str("version").uint(user.version);
+        stated(&mut e, &user.stated);
     }
     e.into_bytes()
 }

@@ -23,7 +23,7 @@ mod tests;
 
 use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
 use crate::clock::Clock;
-use crate::presence::{ConnId, GroupChange, Millis, Rules, Status, UserView};
+use crate::presence::{ConnId, GroupChange, Millis, Rules, Stated, Status, UserView};
 use crate::tasks::Tasks;
 use fred::prelude::{Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -105,6 +105,12 @@ enum Write {
         change: GroupChange,
         at: Millis,
     },
+    /// A user states their availability at `at`.
+    State {
+        user_id: Arc<str>,
+        stated: Stated,
+        at: Millis,
+    },
     /// Re-registers a live connection after Redis lost its data (an online update, which a
     /// dashboard still showing the user online sees as no change).
     Restore { device: Device },
@@ -120,7 +126,9 @@ impl Write {
             | Write::Heartbeat { device, .. }
             | Write::Leave { device, .. }
             | Write::Restore { device } => Some(&device.user_id),
-            Write::Wake { user_id, .. } | Write::Regroup { user_id, .. } => Some(user_id),
+            Write::Wake { user_id, .. }
+            | Write::Regroup { user_id, .. }
+            | Write::State { user_id, .. } => Some(user_id),
             Write::Barrier(_) => None,
         }
     }
@@ -481,6 +489,14 @@ impl PresenceStore for RedisStore {
         self.enqueue(Write::Regroup {
             user_id: user_id.clone(),
             change,
+            at: self.shared.clock.now_ms(),
+        })
+    }
+
+    async fn state(&self, user_id: &Arc<str>, stated: Stated) -> Result<(), StoreError> {
+        self.enqueue(Write::State {
+            user_id: user_id.clone(),
+            stated,
             at: self.shared.clock.now_ms(),
         })
     }

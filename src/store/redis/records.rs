@@ -4,7 +4,7 @@
 //! another router changed meanwhile is read again and its writes applied again.
 
 use super::{Shared, Write};
-use crate::presence::{Audience, ConnKey, Millis, Record, Status, Update};
+use crate::presence::{Audience, ConnKey, Millis, Record, Stated, Status, Update};
 use crate::visibility::in_tenant;
 use fred::prelude::{ClientLike, HashesInterface, SetsInterface, SortedSetsInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -254,6 +254,11 @@ fn decide(
             change,
             at,
         } => record.regroup(rules, user_id, change, *at, out),
+        Write::State {
+            user_id,
+            stated,
+            at,
+        } => record.state(rules, user_id, stated, *at, out),
         Write::Barrier(_) => {}
     }
 }
@@ -357,9 +362,15 @@ struct Message<'a> {
     timestamp: Millis,
     #[serde(skip_serializing_if = "Option::is_none")]
     device_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_default")]
+    stated: &'a Stated,
     audience: &'a Audience,
     #[serde(skip_serializing_if = "Option::is_none")]
     before: Option<&'a Audience>,
+}
+
+fn is_default(stated: &&Stated) -> bool {
+    **stated == Stated::default()
 }
 
 fn status_text(status: Status) -> &'static str {
@@ -451,6 +462,7 @@ fn call(shared: &Shared, change: Change<'_>, now: Millis) -> Vec<String> {
             last_seen: update.last_seen,
             timestamp: update.timestamp,
             device_id: update.device_id.as_deref(),
+            stated: &update.stated,
             audience: &update.audience,
             before: update.before.as_deref(),
         };

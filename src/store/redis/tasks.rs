@@ -4,7 +4,7 @@ use super::{
     Shared, Write, EPOCH_CHECK_INTERVAL, MAX_BATCH, MAX_PENDING, RESTORE_GRACE, RETRY_MAX,
     RETRY_MIN, SWEEP_INTERVAL, SWEEP_LIMIT, UNREACHABLE_LOG_INTERVAL,
 };
-use crate::presence::{Audience, Status, Update};
+use crate::presence::{Audience, Stated, Status, Update};
 use crate::store::{FeedEvent, Published};
 use crate::tasks::Tasks;
 use fred::prelude::KeysInterface;
@@ -349,6 +349,8 @@ struct Message {
     seq: u64,
     device_id: Option<String>,
     #[serde(default)]
+    stated: Stated,
+    #[serde(default)]
     audience: Audience,
     before: Option<Audience>,
 }
@@ -368,6 +370,7 @@ fn parse(value: &Value) -> Option<Published> {
         last_seen: m.last_seen,
         device_id: m.device_id.map(Arc::from),
         timestamp: m.timestamp,
+        stated: Arc::new(m.stated),
         audience: Arc::new(m.audience),
         before: m.before.map(Arc::new),
     };

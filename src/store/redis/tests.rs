@@ -1,5 +1,6 @@
 //! One rule engine, checked: random histories of connects (with their tokens' groups),
-//! heartbeats, leaves, late heartbeats, groups joined and left and passing time, over several
+//! heartbeats, leaves, late heartbeats, groups joined and left, availabilities stated and
+//! passing time, over several
 //! users, devices and two routers, are driven through the bare
 //! rules (a map of [`Record`]s), the embedded store's core ([`Presence`]) and the Redis store
 //! (two routers on one redis-server of the test's own, through the writer's own path: read,
@@ -14,7 +15,8 @@ mod redis_server;
 use super::{records, RedisStore, Write};
 use crate::clock::Clock;
 use crate::presence::{
-    Audience, ConnKey, GroupChange, Millis, Presence, Record, Rules, Update, DEFAULT_RETENTION,
+    Audience, Availability, ConnKey, GroupChange, Millis, Presence, Record, Rules, Stated, Update,
+    DEFAULT_RETENTION,
 };
 use crate::store::{Device, FeedEvent, PresenceStore};
 use crate::tasks::Tasks;
@@ -66,6 +68,8 @@ enum Op {
     Connect(Conn, bool, u64),
     /// A user joins (or leaves) a group.
     Regroup(usize, bool, usize),
+    /// A user states an availability (an index in [`Availability::NAMES`]).
+    State(usize, usize),
     Heartbeat(Conn),
     Leave(Conn),
     /// A heartbeat of a connection that has left (a late write).
@@ -122,7 +126,7 @@ fn observable(u: &Update) -> Observed {
         u.last_seen,
         u.device_id.as_ref().map(|d| d.to_string()),
         u.timestamp,
-        format!("{:?} before {:?}", u.audience, u.before),
+        format!("{:?} {:?} before {:?}", u.stated, u.audience, u.before),
     )
 }
 
@@ -155,6 +159,10 @@ impl Sides {
             Write::Regroup { change, .. } => {
                 record.regroup(&RULES, &u, change, at, &mut bare);
                 self.core.regroup(&u, change, at)
+            }
+            Write::State { stated, .. } => {
+                record.state(&RULES, &u, stated, at, &mut bare);
+                self.core.state(&u, stated, at)
             }
             Write::Heartbeat { .. } => {
                 record.heartbeat(&RULES, &u, key, at, &mut bare);
@@ -232,6 +240,10 @@ async fn history(seed: u64, url: &str, prefix: &str) {
                     Op::Connect(c, rng.below(4) != 0, rng.below(8))
                 }
             }
+            8 => Op::State(
+                rng.below(USERS.len() as u64) as usize,
+                rng.below(Availability::NAMES.len() as u64) as usize,
+            ),
             7 => Op::Regroup(
                 rng.below(USERS.len() as u64) as usize,
                 rng.below(3) != 0,
@@ -252,6 +264,20 @@ async fn history(seed: u64, url: &str, prefix: &str) {
                 let write = Write::Connect {
                     device: device(c, with_id, groups),
                     at: t,
+                };
+                sides.apply(c, write, t).await
+            }
+            Op::State(u, a) => {
+                let text = format!("on shift {a}");
+                let write = Write::State {
+                    user_id: user(u),
+                    stated: Stated::parse(Availability::NAMES[a], Some(&text)).expect("valid"),
+                    at: t,
+                };
+                let c = Conn {
+                    user: u,
+                    router: (u + 1) % ROUTERS,
+                    conn: 0,
                 };
                 sides.apply(c, write, t).await
             }
