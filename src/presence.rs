@@ -413,6 +413,18 @@ impl Presence {
             .collect()
     }
 
+    /// The members of `group`, in no particular order (one scan of every user).
+    pub fn members(&self, group: &str) -> Vec<Arc<str>> {
+        self.users
+            .iter()
+            .filter(|(_, slot)| {
+                let groups = &slot.record.audience().groups;
+                groups.binary_search_by(|g| g.as_ref().cmp(group)).is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// What is known of one user at `now`; `None` for a user never seen (or forgotten).
     pub fn user(&self, user_id: &str, now: Millis) -> Option<UserView> {
         self.users

@@ -94,6 +94,11 @@ impl Viewer {
         }
     }
 
+    /// The viewer's tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
     /// Whether this viewer sees a user with `audience`.
     pub fn sees(&self, audience: &Audience) -> bool {
         self.tenant == audience.tenant

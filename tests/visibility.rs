@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bulk, membership_frame, token_with, Client, RedisServer, Router, Seen};
+use common::{bulk, http_raw, membership_frame, token_with, Client, RedisServer, Router, Seen};
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeSet, HashMap};
@@ -349,4 +349,125 @@ async fn joins_the_token_forbids_and_malformed_ones_are_refused() {
     view.never_told_of(&["driver-1"], Duration::from_millis(300))
         .await;
     view.equals_a_fresh_snapshot(&router).await;
+}
+
+/// `GET path` with `token`: status and JSON body.
+async fn get(router: &Router, path: &str, token: &str) -> (u16, Json) {
+    let head = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}");
+    let reply = http_raw(router, &head, b"").await;
+    (reply.status, reply.json())
+}
+
+/// The user ids of every page of `?group=` for `token`, `limit` at a time.
+async fn listed(router: &Router, group: &str, token: &str, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = String::new();
+    for _ in 0..100 {
+        let path = format!("/api/presence?group={group}&limit={limit}{after}");
+        let (status, body) = get(router, &path, token).await;
+        assert_eq!(status, 200, "{body}");
+        let users = body["users"].as_array().expect("users");
+        assert!(users.len() <= limit, "{body}");
+        ids.extend(
+            users
+                .iter()
+                .map(|u| u["userId"].as_str().expect("id").to_owned()),
+        );
+        match body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return ids,
+        }
+    }
+    panic!("paging did not end");
+}
+
+async fn queries_answer_only_what_the_caller_may_see(a: &Router, b: &Router) {
+    let acme_18 = json!({"tenant": "acme", "channelIds": ["18"]});
+    let mut phones = Vec::new();
+    for i in 0..5 {
+        phones.push(handset(a, &format!("acme-{i}"), acme_18.clone()).await);
+    }
+    phones.push(
+        handset(
+            a,
+            "acme-other",
+            json!({"tenant": "acme", "channelIds": ["40"]}),
+        )
+        .await,
+    );
+    phones.push(
+        handset(
+            a,
+            "globex-1",
+            json!({"tenant": "globex", "channelIds": ["18"]}),
+        )
+        .await,
+    );
+    let mut watch =
+        Dashboard::connect(b, dashboard_token("acme-ops", json!({"tenant": "acme"}))).await;
+    watch
+        .shows(&[
+            "acme-0",
+            "acme-1",
+            "acme-2",
+            "acme-3",
+            "acme-4",
+            "acme-other",
+        ])
+        .await;
+
+    let acme = dashboard_token("acme-ops", json!({"tenant": "acme"}));
+    let only_40 = dashboard_token("acme-40", json!({"tenant": "acme", "channelIds": ["40"]}));
+    let globex = dashboard_token("globex-ops", json!({"tenant": "globex"}));
+    let every = ["acme-0", "acme-1", "acme-2", "acme-3", "acme-4"];
+    assert_eq!(listed(b, "18", &acme, 2).await, every);
+    assert_eq!(listed(b, "18", &acme, 100).await, every);
+    assert!(
+        listed(b, "18", &only_40, 10).await.is_empty(),
+        "a group out of sight reads empty"
+    );
+    assert_eq!(listed(b, "40", &only_40, 10).await, ["acme-other"]);
+    assert_eq!(listed(b, "18", &globex, 10).await, ["globex-1"]);
+
+    let (status, body) = get(b, "/api/presence/acme-3", &acme).await;
+    assert_eq!(
+        (status, &body["user"]["status"]),
+        (200, &json!("online")),
+        "{body}"
+    );
+    for (token, user) in [
+        (&globex, "acme-3"),
+        (&only_40, "acme-3"),
+        (&acme, "globex-1"),
+    ] {
+        let (status, body) = get(b, &format!("/api/presence/{user}"), token).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["user"],
+            json!({"userId": user, "status": "offline", "lastSeen": 0})
+        );
+    }
+    let (status, body) = get(b, "/api/presence?limit=5", &acme).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = get(b, "/api/presence?group=18&limit=0", &acme).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = get(b, "/api/presence/%ZZ", &acme).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get(b, "/api/presence/acme-3", "not-a-token").await;
+    assert_eq!(status, 401);
+    drop(phones);
+}
+
+#[tokio::test]
+async fn queries_answer_only_what_the_caller_may_see_on_one_router() {
+    let router = Router::start(no_debounce).await;
+    queries_answer_only_what_the_caller_may_see(&router, &router).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_only_what_the_caller_may_see_across_routers() {
+    let redis = RedisServer::start(&[]);
+    let a = Router::on_redis(&redis, no_debounce).await;
+    let b = Router::on_redis(&redis, no_debounce).await;
+    queries_answer_only_what_the_caller_may_see(&a, &b).await;
 }

@@ -4,22 +4,20 @@
 //! Every response carries `Access-Control-Allow-Origin: *`; `OPTIONS` on any route is a 204
 //! preflight answer. Errors are JSON bodies `{"error": ...}`.
 
+use super::api;
 use super::connection::Connection;
 use super::handshake::{self, MAX_DEVICE_ID_BYTES};
 use super::session::{self, Peer};
 use super::Context;
 use crate::auth::{self, Identity};
 use crate::metrics::inc;
-use crate::presence::{Stated, Status, UserView};
 use crate::store::{PresenceStore, StoreHealth};
-use crate::visibility::Viewer;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -28,10 +26,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn, Instrument};
 
-type Reply = Response<Full<Bytes>>;
-
-/// How long a client may take to send a request body.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// An HTTP answer.
+pub(super) type Reply = Response<Full<Bytes>>;
 
 /// Initial read buffer of a WebSocket: frames here are tens of bytes, and thousands of idle
 /// handsets should cost little memory (a larger frame grows it as needed).
@@ -49,8 +45,10 @@ pub async fn handle<S: PresenceStore>(
         (&Method::GET, "/" | "/ws") => {
             error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
         }
-        (&Method::POST, "/api/presence/status") => bulk_status(&ctx, req).await,
-        (&Method::PUT, "/api/presence/me") => state_mine(&ctx, req).await,
+        (&Method::POST, "/api/presence/status") => api::bulk_status(&ctx, req).await,
+        (&Method::PUT, "/api/presence/me") => api::state_mine(&ctx, req).await,
+        (&Method::GET, "/api/presence") => api::group_list(&ctx, req).await,
+        (&Method::GET, p) if api::is_user_path(p) => api::user_status(&ctx, req).await,
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
         (&Method::GET, "/metrics") => {
@@ -79,6 +77,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/api/presence/status" => Some("POST, OPTIONS"),
         "/api/presence/me" => Some("PUT, OPTIONS"),
+        "/api/presence" => Some("GET, OPTIONS"),
+        p if api::is_user_path(p) => Some("GET, OPTIONS"),
         "/" | "/ws" | "/health" | "/ready" | "/metrics" => Some("GET, OPTIONS"),
         _ => None,
     }
@@ -107,11 +107,11 @@ fn preflight() -> Reply {
     reply
 }
 
-fn json_reply(status: StatusCode, body: &Value) -> Reply {
+pub(super) fn json_reply(status: StatusCode, body: &Value) -> Reply {
     json_bytes(status, body.to_string().into_bytes())
 }
 
-fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
+pub(super) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     *reply.status_mut() = status;
     reply
@@ -120,11 +120,11 @@ fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
     reply
 }
 
-fn error(status: StatusCode, message: &str) -> Reply {
+pub(super) fn error(status: StatusCode, message: &str) -> Reply {
     json_reply(status, &json!({ "error": message }))
 }
 
-fn unauthorized(reason: &str) -> Reply {
+pub(super) fn unauthorized(reason: &str) -> Reply {
     json_reply(
         StatusCode::UNAUTHORIZED,
         &json!({ "error": "Unauthorized", "reason": reason }),
@@ -261,13 +261,16 @@ fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) 
     reply
 }
 
-fn verify<S>(ctx: &Context<S>, token: Option<&str>) -> Result<Identity, auth::AuthError> {
+pub(super) fn verify<S>(
+    ctx: &Context<S>,
+    token: Option<&str>,
+) -> Result<Identity, auth::AuthError> {
     let token = token.ok_or(auth::AuthError::Missing)?;
     ctx.config.verifier.verify(token, auth::now_secs())
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
-fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
+pub(super) fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
     let header = header.ok_or(auth::AuthError::Missing)?;
     let value = header.to_str().map_err(|_| auth::AuthError::NotBearer)?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
@@ -278,213 +281,4 @@ fn bearer(header: Option<&HeaderValue>) -> Result<&str, auth::AuthError> {
         "" => Err(auth::AuthError::Missing),
         token => Ok(token),
     }
-}
-
-/// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
-async fn bulk_status<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
-    // Without API auth there is no token: the caller sees what a token with neither tenant
-    // nor groups would (never another tenant's users).
-    let viewer = if ctx.config.api_auth {
-        let checked =
-            bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token)));
-        match checked {
-            Ok(identity) => Viewer::of(&identity),
-            Err(why) => return unauthorized(&why.to_string()),
-        }
-    } else {
-        Viewer::of(&Identity::user(Arc::from(""), auth::Role::Web))
-    };
-    if !ctx.config.presence_enabled {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
-    }
-    let request = match read_json(ctx, req).await {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
-    let Some(Value::Array(asked)) = request.get("userIds") else {
-        return error(StatusCode::BAD_REQUEST, "userIds must be an array");
-    };
-    let mut ids = Vec::with_capacity(asked.len().min(ctx.config.bulk_max_ids));
-    for id in asked {
-        match id {
-            Value::String(s) => ids.push(Arc::from(s.as_str())),
-            Value::Number(n) => ids.push(Arc::from(n.to_string())),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "userIds must hold only strings or numbers",
-                )
-            }
-        }
-    }
-    if ids.len() > ctx.config.bulk_max_ids {
-        let message = format!(
-            "Too many userIds: at most {} per request",
-            ctx.config.bulk_max_ids
-        );
-        return error(StatusCode::BAD_REQUEST, &message);
-    }
-    let views = match ctx.store.lookup(&ids).await {
-        // A user the caller may not see reads exactly as one never seen.
-        Ok(views) => views
-            .into_iter()
-            .map(|view| match viewer.sees(&view.audience) {
-                true => view,
-                false => UserView::unknown(view.user_id),
-            })
-            .collect::<Vec<_>>(),
-        Err(e) => {
-            inc(&ctx.metrics.store_errors);
-            warn!(error = %e, "bulk status lookup failed");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Presence store unavailable",
-            );
-        }
-    };
-    inc(&ctx.metrics.bulk_requests);
-    let users: Vec<BulkUser<'_>> = asked
-        .iter()
-        .zip(&views)
-        .map(|(asked, view)| BulkUser {
-            user_id: asked,
-            status: match view.status {
-                Status::Online => "online",
-                Status::Offline => "offline",
-            },
-            last_seen: view.last_seen,
-            device_id: view.device_id.as_deref(),
-            availability: view.stated.availability.map(|a| a.as_str()),
-            status_text: view.stated.status_text.as_deref(),
-        })
-        .collect();
-    let reply = BulkReply {
-        success: true,
-        users,
-        timestamp: ctx.clock.now_ms(),
-    };
-    match serde_json::to_vec(&reply) {
-        Ok(body) => json_bytes(StatusCode::OK, body),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Could not encode the reply",
-        ),
-    }
-}
-
-/// A request's JSON body, read within the body limit and [`BODY_READ_TIMEOUT`]; or the 4xx
-/// that says why not.
-async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value, Reply> {
-    let limit = ctx.config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"));
-    }
-    let reading = Limited::new(req.into_body(), limit).collect();
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"))
-        }
-        Ok(Err(_)) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "Could not read the request body",
-            ))
-        }
-        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "Request body too slow")),
-    };
-    serde_json::from_slice::<Value>(&body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "Invalid JSON"))
-}
-
-/// `PUT /api/presence/me` `{availability, statusText?}`: the token's user states their
-/// availability. Kept while they are online: 409 while they are offline.
-async fn state_mine<S: PresenceStore>(ctx: &Context<S>, req: Request<Incoming>) -> Reply {
-    let identity =
-        match bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token))) {
-            Ok(identity) => identity,
-            Err(why) => return unauthorized(&why.to_string()),
-        };
-    if !ctx.config.presence_enabled {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
-    }
-    let request = match read_json(ctx, req).await {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
-    let Some(availability) = request.get("availability").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "availability must be one of available, away, busy, dnd",
-        );
-    };
-    let text = match request.get("statusText") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(text.as_str()),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "statusText must be a string"),
-    };
-    let stated = match Stated::parse(availability, text) {
-        Ok(stated) => stated,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why.to_string()),
-    };
-    let user = identity.user_id.clone();
-    let unavailable = |e| {
-        inc(&ctx.metrics.store_errors);
-        warn!(error = %e, "availability could not be stored");
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Presence store unavailable",
-        )
-    };
-    match ctx.store.lookup(std::slice::from_ref(&user)).await {
-        Ok(views) if views.first().is_some_and(|v| v.status == Status::Online) => {}
-        Ok(_) => {
-            return error(
-                StatusCode::CONFLICT,
-                "You are offline: availability is kept only while you are online",
-            )
-        }
-        Err(e) => return unavailable(e),
-    }
-    if let Err(e) = ctx.store.state(&user, stated.clone()).await {
-        return unavailable(e);
-    }
-    json_reply(
-        StatusCode::OK,
-        &json!({
-            "success": true,
-            "userId": &*user,
-            "availability": stated.availability.map(|a| a.as_str()),
-            "statusText": stated.status_text.as_deref(),
-        }),
-    )
-}
-
-/// One user in a bulk status reply; `userId` echoes the request element as it was sent.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BulkUser<'a> {
-    user_id: &'a Value,
-    status: &'static str,
-    last_seen: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    device_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    availability: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_text: Option<&'a str>,
-}
-
-/// The bulk status reply, serialised straight from borrowed data (no intermediate JSON tree:
-/// at thousands of requests per second, the tree's allocations were most of the cost).
-#[derive(Serialize)]
-struct BulkReply<'a> {
-    success: bool,
-    users: Vec<BulkUser<'a>>,
-    timestamp: u64,
 }

@@ -1,8 +1,10 @@
 //! The network edge: one TCP port serving HTTP and upgrading to WebSocket.
 //!
-//! [`run`] owns the accept loop; each TCP connection is served by hyper ([`http`]); upgrades are
-//! checked in [`handshake`] and become a [`session`] over a [`connection::Connection`].
+//! [`run`] owns the accept loop; each TCP connection is served by hyper ([`http`], which routes
+//! the presence API to [`api`]); upgrades are checked in [`handshake`] and become a [`session`]
+//! over a [`connection::Connection`].
 
+mod api;
 mod connection;
 mod handshake;
 mod http;

@@ -220,6 +220,10 @@ impl PresenceStore for MemoryStore {
         Ok(Arc::new(Snapshot::new(now, seq, seq, users)))
     }
 
+    async fn members(&self, group: &str) -> Result<Vec<Arc<str>>, StoreError> {
+        Ok(self.lock().presence.members(group))
+    }
+
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
         let now = self.shared.clock.now_ms();
         let state = self.lock();

@@ -187,6 +187,12 @@ pub trait PresenceStore: Clone + Send + Sync + 'static {
     /// dashboards asking at once may get the same one, taken after all of them asked.
     fn snapshot(&self) -> impl Future<Output = Result<Arc<Snapshot>, StoreError>> + Send;
 
+    /// The members of a group (a tenant-scoped id), in no particular order.
+    fn members(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, StoreError>> + Send;
+
     /// The status of each user, in the order asked; users never seen are
     /// [`UserView::unknown`].
     fn lookup(

@@ -25,7 +25,9 @@ use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreH
 use crate::clock::Clock;
 use crate::presence::{ConnId, GroupChange, Millis, Rules, Stated, Status, UserView};
 use crate::tasks::Tasks;
-use fred::prelude::{Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy};
+use fred::prelude::{
+    Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy, SetsInterface,
+};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use keys::Keys;
 use scripts::Scripts;
@@ -532,6 +534,16 @@ impl PresenceStore for RedisStore {
         wait.await
             .map_err(|_| StoreError::Unavailable("snapshot task ended".into()))?
             .map_err(StoreError::Unavailable)
+    }
+
+    async fn members(&self, group: &str) -> Result<Vec<Arc<str>>, StoreError> {
+        let members: Vec<String> = self
+            .shared
+            .client
+            .smembers(self.shared.keys.group_members(group))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(members.into_iter().map(Arc::from).collect())
     }
 
     async fn lookup(&self, user_ids: &[Arc<str>]) -> Result<Vec<UserView>, StoreError> {
