@@ -9,9 +9,13 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use thiserror::Error;
+
+mod claims;
+
+pub use claims::{ClaimPath, ClaimRules};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
@@ -24,9 +28,6 @@ pub const MAX_TOKEN_GROUPS: usize = 1000;
 
 /// The longest group id, in bytes.
 pub const MAX_GROUP_ID_BYTES: usize = 128;
-
-/// Claims holding the user id, in order of preference.
-const USER_ID_CLAIMS: [&str; 5] = ["uid", "user_id", "userId", "sub", "id"];
 
 /// What a connection may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +129,16 @@ pub enum AuthError {
     BadRole(String),
     /// A claim this router reads has the wrong shape.
     #[error("claim {0} {1}")]
-    BadClaim(&'static str, &'static str),
+    BadClaim(String, &'static str),
+    /// `iss` is not the configured issuer.
+    #[error("token issuer is not accepted")]
+    Issuer,
+    /// `aud` does not name the configured audience.
+    #[error("token audience is not accepted")]
+    Audience,
+    /// The keys come from an identity provider that has not answered yet.
+    #[error("the token keys are not loaded yet: retry shortly")]
+    KeysUnavailable,
 }
 
 /// Why a configured key could not be loaded.
@@ -152,16 +162,20 @@ struct PinnedKey {
     key: DecodingKey,
 }
 
-/// Verifies tokens against the configured key(s). Cheap to clone.
+/// Verifies tokens against the configured key(s), and their claims against [`ClaimRules`].
+/// Cheap to clone; clones share the keys, which a JWKS refresh replaces
+/// ([`Verifier::set_jwks`]).
 #[derive(Clone)]
 pub struct Verifier {
-    keys: Arc<[PinnedKey]>,
+    keys: Arc<RwLock<Arc<[PinnedKey]>>>,
+    rules: Arc<ClaimRules>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys().len())
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -192,6 +206,45 @@ impl Verifier {
         }))
     }
 
+    /// No key yet: tokens are refused until [`Verifier::set_jwks`] brings one (the keys of an
+    /// identity provider, fetched later).
+    pub fn awaiting_jwks() -> Self {
+        Verifier::from_keys(Vec::new())
+    }
+
+    /// Replaces the keys with those of a JWK set; the old ones stay when it has none usable.
+    /// Returns how many keys it holds.
+    pub fn set_jwks(&self, json: &str) -> Result<usize, KeyError> {
+        let keys = Verifier::jwks(json)?.keys();
+        let count = keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        Ok(count)
+    }
+
+    /// Whether any key is loaded.
+    pub fn has_keys(&self) -> bool {
+        !self.keys().is_empty()
+    }
+
+    /// The same keys, with claims read and checked by `rules`.
+    pub fn with_rules(self, rules: ClaimRules) -> Self {
+        Verifier {
+            keys: self.keys,
+            rules: Arc::new(rules),
+        }
+    }
+
+    fn keys(&self) -> Arc<[PinnedKey]> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn from_keys(keys: Vec<PinnedKey>) -> Self {
+        Verifier {
+            keys: Arc::new(RwLock::new(keys.into())),
+            rules: Arc::default(),
+        }
+    }
+
     /// Accepts tokens signed by any RSA or EC P-256 key of a JWK set, each with its own algorithm.
     pub fn jwks(json: &str) -> Result<Self, KeyError> {
         let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
@@ -219,13 +272,11 @@ impl Verifier {
         if keys.is_empty() {
             return Err(KeyError::NoUsableKey);
         }
-        Ok(Verifier { keys: keys.into() })
+        Ok(Verifier::from_keys(keys))
     }
 
     fn single(key: PinnedKey) -> Self {
-        Verifier {
-            keys: Arc::from(vec![key]),
-        }
+        Verifier::from_keys(vec![key])
     }
 
     /// Checks `token` at `now` (seconds since the epoch) and says who it belongs to.
@@ -233,10 +284,13 @@ impl Verifier {
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (_, payload) = message.split_once('.').ok_or(AuthError::Malformed)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let keys = self.keys();
+        if keys.is_empty() {
+            return Err(AuthError::KeysUnavailable);
+        }
         let candidates: Vec<&PinnedKey> = match &header.kid {
-            Some(kid) if self.keys.iter().any(|k| k.kid.is_some()) => {
-                let found: Vec<_> = self
-                    .keys
+            Some(kid) if keys.iter().any(|k| k.kid.is_some()) => {
+                let found: Vec<_> = keys
                     .iter()
                     .filter(|k| k.kid.as_ref() == Some(kid))
                     .collect();
@@ -245,7 +299,7 @@ impl Verifier {
                 }
                 found
             }
-            _ => self.keys.iter().collect(),
+            _ => keys.iter().collect(),
         };
         let allowed: Vec<&PinnedKey> = candidates
             .into_iter()
@@ -265,109 +319,14 @@ impl Verifier {
             .decode(payload)
             .map_err(|_| AuthError::Malformed)?;
         let claims: Value = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
-        identity(&claims, now)
+        self.rules.identity(&claims, now)
     }
-}
-
-/// Reads who the verified claims speak for, checking `exp` and `nbf`.
-fn identity(claims: &Value, now: u64) -> Result<Identity, AuthError> {
-    let object = match claims {
-        Value::String(id) => return Ok(Identity::user(user_id(id)?, Role::Mobile)),
-        Value::Object(object) => object,
-        _ => return Err(AuthError::NoUserId),
-    };
-    let expires_at = match object.get("exp") {
-        None | Some(Value::Null) => None,
-        Some(exp) => {
-            let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
-            if (now as f64) > exp + LEEWAY_SECS as f64 {
-                return Err(AuthError::Expired);
-            }
-            Some(exp.max(0.0) as u64)
-        }
-    };
-    if let Some(nbf) = object.get("nbf") {
-        let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
-        if (now + LEEWAY_SECS) as f64 <= nbf {
-            return Err(AuthError::NotYetValid);
-        }
-    }
-    let id = USER_ID_CLAIMS
-        .iter()
-        .find_map(|claim| id_text(object.get(*claim)?))
-        .ok_or(AuthError::NoUserId)?;
-    let role = match object.get("role") {
-        None | Some(Value::Null) => Role::Mobile,
-        Some(Value::String(role)) => {
-            Role::parse(role).ok_or_else(|| AuthError::BadRole(role.clone()))?
-        }
-        Some(other) => return Err(AuthError::BadRole(other.to_string())),
-    };
-    let tenant = match object.get("tenant") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            id_text(value)
-                .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES && !t.contains(':'))
-                .ok_or(AuthError::BadClaim(
-                    "tenant",
-                    "must be a string (without ':', at most 256 bytes) or a number",
-                ))?
-                .into(),
-        ),
-    };
-    let groups = match object.get("channelIds") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(ids)) if ids.len() > MAX_TOKEN_GROUPS => {
-            return Err(AuthError::BadClaim(
-                "channelIds",
-                "lists more than 1000 groups",
-            ))
-        }
-        Some(Value::Array(ids)) => Some(
-            ids.iter()
-                .map(|id| id_text(id).filter(|g| valid_group_id(g)).map(Arc::from))
-                .collect::<Option<Arc<[Arc<str>]>>>()
-                .ok_or(AuthError::BadClaim(
-                    "channelIds",
-                    "must hold only strings and numbers (group ids of 1 to 128 bytes)",
-                ))?,
-        ),
-        Some(_) => {
-            return Err(AuthError::BadClaim(
-                "channelIds",
-                "must be an array of group ids",
-            ))
-        }
-    };
-    Ok(Identity {
-        user_id: user_id(&id)?,
-        role,
-        tenant,
-        groups,
-        expires_at,
-    })
 }
 
 /// Whether `group` is a group id the router accepts (from a token or a USER_ADD): 1 to
 /// [`MAX_GROUP_ID_BYTES`] bytes, no control characters.
 pub fn valid_group_id(group: &str) -> bool {
     !group.is_empty() && group.len() <= MAX_GROUP_ID_BYTES && !group.chars().any(char::is_control)
-}
-
-/// A claim that names something (a user, tenant or group): a string, or a number as its text.
-fn id_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn user_id(id: &str) -> Result<Arc<str>, AuthError> {
-    if id.is_empty() || id.len() > MAX_USER_ID_BYTES {
-        return Err(AuthError::NoUserId);
-    }
-    Ok(Arc::from(id))
 }
 
 /// Mints an HS256 token for `user_id` with `role`, valid for `ttl` from `now` (epoch seconds).

@@ -4,7 +4,7 @@
 //! [`Config::from_args`] checks every value and reports all the bad ones together, each naming
 //! its environment variable.
 
-use crate::auth::Verifier;
+use crate::auth::{ClaimPath, ClaimRules, Verifier};
 use crate::presence::{Rules, DEFAULT_RETENTION};
 use clap::Args as ClapArgs;
 use std::fmt;
@@ -44,6 +44,16 @@ pub mod defaults {
     pub const PRESENCE_API_AUTH: &str = "jwt";
     /// `REDIS_KEY_PREFIX`.
     pub const REDIS_KEY_PREFIX: &str = "presence:";
+    /// `JWT_JWKS_REFRESH`.
+    pub const JWT_JWKS_REFRESH: &str = "5m";
+    /// `JWT_JWKS_MIN_REFETCH`.
+    pub const JWT_JWKS_MIN_REFETCH: &str = "10s";
+    /// `JWT_ROLE_CLAIM`.
+    pub const JWT_ROLE_CLAIM: &str = "role";
+    /// `JWT_TENANT_CLAIM`.
+    pub const JWT_TENANT_CLAIM: &str = "tenant";
+    /// `JWT_GROUPS_CLAIM`.
+    pub const JWT_GROUPS_CLAIM: &str = "channelIds";
 }
 
 /// Raw settings, one per environment variable (each also a `--flag`).
@@ -112,6 +122,34 @@ pub struct Args {
     /// JWKS file with the public keys for RS256/ES256 tokens.
     #[arg(long, env = "JWT_JWKS_FILE")]
     pub jwt_jwks_file: Option<String>,
+    /// URL (https:// or http://) of an identity provider's JWKS, fetched at start, every
+    /// JWT_JWKS_REFRESH and on an unknown key id (at most every JWT_JWKS_MIN_REFETCH); the last
+    /// good set is kept while the provider is down.
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// How long a JWKS fetched from JWT_JWKS_URL is used before it is fetched again.
+    #[arg(long, env = "JWT_JWKS_REFRESH", default_value = defaults::JWT_JWKS_REFRESH)]
+    pub jwt_jwks_refresh: Option<String>,
+    /// The soonest a token with an unknown key id fetches JWT_JWKS_URL again after the last
+    /// fetch.
+    #[arg(long, env = "JWT_JWKS_MIN_REFETCH", default_value = defaults::JWT_JWKS_MIN_REFETCH)]
+    pub jwt_jwks_min_refetch: Option<String>,
+    /// The `iss` every token must carry, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// An `aud` every token must list, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Where the role is in the claims, as a dotted path (e.g. realm_access.roles; an array's
+    /// first known role counts).
+    #[arg(long, env = "JWT_ROLE_CLAIM", default_value = defaults::JWT_ROLE_CLAIM)]
+    pub jwt_role_claim: Option<String>,
+    /// Where the tenant is in the claims, as a dotted path.
+    #[arg(long, env = "JWT_TENANT_CLAIM", default_value = defaults::JWT_TENANT_CLAIM)]
+    pub jwt_tenant_claim: Option<String>,
+    /// Where the groups are in the claims, as a dotted path.
+    #[arg(long, env = "JWT_GROUPS_CLAIM", default_value = defaults::JWT_GROUPS_CLAIM)]
+    pub jwt_groups_claim: Option<String>,
     /// `jwt` (default): the bulk API needs a Bearer token; `none`: it is open.
     #[arg(long, env = "PRESENCE_API_AUTH", default_value = defaults::PRESENCE_API_AUTH)]
     pub presence_api_auth: Option<String>,
@@ -146,12 +184,25 @@ pub struct Config {
     pub api_auth: bool,
     /// Checks tokens.
     pub verifier: Verifier,
+    /// Where the verifier's keys come from, when an identity provider serves them.
+    pub jwks: Option<JwksSource>,
     /// The HMAC secret, when tokens are HMAC-signed (lets `token` mint).
     pub secret: Option<Vec<u8>>,
     /// Where the Redis store is; `None` runs on the embedded store.
     pub redis_url: Option<String>,
     /// See [`Args::redis_key_prefix`].
     pub redis_key_prefix: String,
+}
+
+/// An identity provider's JWKS: where, and how long a fetched set is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    /// `http://` or `https://`.
+    pub url: String,
+    /// See [`Args::jwt_jwks_refresh`].
+    pub refresh: Duration,
+    /// See [`Args::jwt_jwks_min_refetch`].
+    pub min_refetch: Duration,
 }
 
 /// Every bad setting found, one line each.
@@ -384,6 +435,7 @@ impl Config {
         }
         let redis_url = redis_url(&mut c, args);
         let (verifier, secret) = keys(&mut c, args, dev_secret);
+        let jwks = jwks_source(&mut c, args);
         match (c.0.is_empty(), verifier) {
             (true, Some(verifier)) => Ok(Config {
                 listen,
@@ -403,6 +455,7 @@ impl Config {
                 max_connections,
                 api_auth,
                 verifier,
+                jwks,
                 secret,
                 redis_url,
                 redis_key_prefix,
@@ -447,11 +500,14 @@ fn listen_address(c: &mut Checker, host: &str, port: u16) -> SocketAddr {
 const REDIS_SCHEMES: [&str; 2] = ["redis", "rediss"];
 
 impl Config {
-    /// Only the token key, for commands that check tokens without serving.
-    pub fn verifier_from_args(args: &Args) -> Result<Verifier, ConfigError> {
+    /// Only the token key (and where it is fetched from, for `JWT_JWKS_URL`), for commands that
+    /// check tokens without serving.
+    pub fn verifier_from_args(args: &Args) -> Result<(Verifier, Option<JwksSource>), ConfigError> {
         let mut c = Checker(Vec::new());
-        match keys(&mut c, args, None) {
-            (Some(verifier), _) if c.0.is_empty() => Ok(verifier),
+        let (verifier, _) = keys(&mut c, args, None);
+        let jwks = jwks_source(&mut c, args);
+        match verifier {
+            Some(verifier) if c.0.is_empty() => Ok((verifier, jwks)),
             _ => Err(ConfigError(c.0)),
         }
     }
@@ -503,8 +559,83 @@ fn redis_url(c: &mut Checker, args: &Args) -> Option<String> {
     }
 }
 
-/// Loads the one configured token key.
+/// `JWT_JWKS_URL` and its refresh interval, when set.
+fn jwks_source(c: &mut Checker, args: &Args) -> Option<JwksSource> {
+    let refresh = c.get(
+        "JWT_JWKS_REFRESH",
+        &args.jwt_jwks_refresh,
+        defaults::JWT_JWKS_REFRESH,
+        parse_duration,
+    );
+    let min_refetch = c.get(
+        "JWT_JWKS_MIN_REFETCH",
+        &args.jwt_jwks_min_refetch,
+        defaults::JWT_JWKS_MIN_REFETCH,
+        parse_duration,
+    );
+    let url = args.jwt_jwks_url.as_ref()?;
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.parse::<hyper::Uri>().is_err()
+    {
+        c.fail(format!(
+            "JWT_JWKS_URL: {url:?} is not an https:// or http:// URL"
+        ));
+        return None;
+    }
+    if refresh < Duration::from_secs(10) {
+        c.fail("JWT_JWKS_REFRESH: must be at least 10s".into());
+    }
+    Some(JwksSource {
+        url: url.clone(),
+        refresh,
+        min_refetch,
+    })
+}
+
+/// Where the claims are and what they must say, from `JWT_ISSUER`, `JWT_AUDIENCE` and the
+/// `JWT_*_CLAIM` paths.
+fn claim_rules(c: &mut Checker, args: &Args) -> ClaimRules {
+    let mut rules = ClaimRules::default();
+    for (var, value, path) in [
+        ("JWT_ROLE_CLAIM", &args.jwt_role_claim, &mut rules.role),
+        (
+            "JWT_TENANT_CLAIM",
+            &args.jwt_tenant_claim,
+            &mut rules.tenant,
+        ),
+        (
+            "JWT_GROUPS_CLAIM",
+            &args.jwt_groups_claim,
+            &mut rules.groups,
+        ),
+    ] {
+        if let Some(text) = value {
+            match ClaimPath::parse(text.trim()) {
+                Some(parsed) => *path = parsed,
+                None => c.fail(format!(
+                    "{var}: {text:?} is not a claim path (keys joined by dots)"
+                )),
+            }
+        }
+    }
+    let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    rules.issuer = non_empty(&args.jwt_issuer);
+    rules.audience = non_empty(&args.jwt_audience);
+    rules
+}
+
+/// Loads the one configured token key source, with the claim rules.
 fn keys(
+    c: &mut Checker,
+    args: &Args,
+    dev_secret: Option<&[u8]>,
+) -> (Option<Verifier>, Option<Vec<u8>>) {
+    let rules = claim_rules(c, args);
+    let (verifier, secret) = key_source(c, args, dev_secret);
+    (verifier.map(|v| v.with_rules(rules)), secret)
+}
+
+fn key_source(
     c: &mut Checker,
     args: &Args,
     dev_secret: Option<&[u8]>,
@@ -513,13 +644,17 @@ fn keys(
         &args.jwt_secret,
         &args.jwt_public_key_file,
         &args.jwt_jwks_file,
+        &args.jwt_jwks_url,
     ]
     .iter()
     .filter(|v| v.is_some())
     .count();
     if configured > 1 {
-        c.fail("JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE: set only one; it pins the token algorithm".into());
+        c.fail("JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE, JWT_JWKS_URL: set only one; it pins the token algorithm".into());
         return (None, None);
+    }
+    if args.jwt_jwks_url.is_some() {
+        return (Some(Verifier::awaiting_jwks()), None);
     }
     let read = |c: &mut Checker, var: &str, path: &str| {
         std::fs::read(path)
@@ -555,7 +690,7 @@ fn keys(
     match dev_secret {
         Some(secret) => (Some(Verifier::hmac(secret)), Some(secret.to_vec())),
         None => {
-            c.fail("JWT_SECRET: no token key configured: set JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE, or run with --dev".into());
+            c.fail("JWT_SECRET: no token key configured: set JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE or JWT_JWKS_URL, or run with --dev".into());
             (None, None)
         }
     }

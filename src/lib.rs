@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod jwks;
 pub mod metrics;
 pub mod presence;
 pub mod server;

@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use presence_router::auth::{self, Identity, Role};
 use presence_router::config::{parse_duration, Args, Config, ConfigError};
+use presence_router::jwks::Jwks;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -90,9 +91,17 @@ fn mint(args: &Args, user: &str, role: &str, ttl: &str) -> anyhow::Result<ExitCo
 /// Prints the identity `token` yields with the configured key (exit 0), or the reason it is
 /// refused (exit 1).
 fn check_token(args: &Args, token: &str) -> anyhow::Result<ExitCode> {
-    let verifier = Config::verifier_from_args(args)?;
+    let (verifier, jwks) = Config::verifier_from_args(args)?;
     let now = auth::now_secs();
-    match verifier.verify(token.trim(), now) {
+    let checked = match jwks {
+        // The identity provider's keys, fetched once.
+        Some(source) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(Jwks::new(source, verifier).verify(token.trim(), now)),
+        None => verifier.verify(token.trim(), now),
+    };
+    match checked {
         Ok(identity) => {
             print!("{}", describe(&identity, now));
             Ok(ExitCode::SUCCESS)

@@ -96,67 +96,6 @@ fn a_lost_connection_and_its_recovery_are_logged() {
     assert_eq!(get_until(&router.addr, "/ready", 200, PATIENCE).0, 200);
 }
 
-/// A certificate authority, and a certificate for 127.0.0.1 signed by it, made with openssl.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=presence-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "redis.key",
-        "-out",
-        "redis.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "redis.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "redis.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-}
-
 /// A redis-server that speaks only TLS on `port`; killed on drop.
 struct TlsRedis(Child);
 
@@ -205,7 +144,7 @@ impl Drop for TlsRedis {
 async fn rediss_urls_speak_tls_to_redis() {
     let dir = std::env::temp_dir().join(format!("presence-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    make_certificates(&dir);
+    common::tls::make_certificates(&dir, "redis");
     let port = free_port();
     let _redis = TlsRedis::start(&dir, port);
     let url = format!("rediss://127.0.0.1:{port}");

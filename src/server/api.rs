@@ -37,10 +37,12 @@ const DEFAULT_PAGE: usize = 100;
 
 /// Who is asking, from the Bearer token; without API auth, a caller with neither tenant nor
 /// groups (who never sees another tenant's users). Also refuses while presence is disabled.
-fn caller<S>(ctx: &Context<S>, req: &Request<Incoming>) -> Result<Viewer, Box<Reply>> {
+async fn caller<S>(ctx: &Context<S>, req: &Request<Incoming>) -> Result<Viewer, Box<Reply>> {
     let viewer = if ctx.config.api_auth {
-        let checked =
-            bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token)));
+        let checked = match bearer(req.headers().get(AUTHORIZATION)) {
+            Ok(token) => verify(ctx, Some(token)).await,
+            Err(why) => Err(why),
+        };
         match checked {
             Ok(identity) => Viewer::of(&identity),
             Err(why) => return Err(Box::new(unauthorized(&why.to_string()))),
@@ -143,7 +145,7 @@ pub(super) async fn bulk_status<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Reply {
-    let viewer = match caller(ctx, &req) {
+    let viewer = match caller(ctx, &req).await {
         Ok(viewer) => viewer,
         Err(reply) => return *reply,
     };
@@ -195,7 +197,7 @@ pub(super) async fn user_status<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Reply {
-    let viewer = match caller(ctx, &req) {
+    let viewer = match caller(ctx, &req).await {
         Ok(viewer) => viewer,
         Err(reply) => return *reply,
     };
@@ -240,7 +242,7 @@ pub(super) async fn group_list<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Reply {
-    let viewer = match caller(ctx, &req) {
+    let viewer = match caller(ctx, &req).await {
         Ok(viewer) => viewer,
         Err(reply) => return *reply,
     };
@@ -397,11 +399,14 @@ pub(super) async fn state_mine<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Reply {
-    let identity =
-        match bearer(req.headers().get(AUTHORIZATION)).and_then(|token| verify(ctx, Some(token))) {
-            Ok(identity) => identity,
-            Err(why) => return unauthorized(&why.to_string()),
-        };
+    let checked = match bearer(req.headers().get(AUTHORIZATION)) {
+        Ok(token) => verify(ctx, Some(token)).await,
+        Err(why) => Err(why),
+    };
+    let identity = match checked {
+        Ok(identity) => identity,
+        Err(why) => return unauthorized(&why.to_string()),
+    };
     if !ctx.config.presence_enabled {
         return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }

@@ -41,7 +41,7 @@ pub async fn handle<S: PresenceStore>(
     let path = req.uri().path();
     let reply = match (req.method(), path) {
         (&Method::OPTIONS, _) => preflight(),
-        (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req),
+        (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req).await,
         (&Method::GET, "/" | "/ws") => {
             error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
         }
@@ -145,6 +145,9 @@ fn not_ready<S: PresenceStore>(ctx: &Context<S>) -> Option<String> {
     if let Some(task) = ctx.tasks.ended() {
         return Some(format!("the {task} task ended unexpectedly"));
     }
+    if !ctx.config.verifier.has_keys() {
+        return Some("the token keys are not loaded from JWT_JWKS_URL yet".to_owned());
+    }
     match ctx.store.health() {
         StoreHealth::Ok => None,
         StoreHealth::Degraded(reason) => Some(reason.to_owned()),
@@ -183,13 +186,13 @@ fn ready<S: PresenceStore>(ctx: &Context<S>) -> Reply {
 }
 
 /// Checks the upgrade and the token, answers 101 and hands the socket to a session.
-fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) -> Reply {
+async fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) -> Reply {
     let accept = match handshake::accept_key(&req) {
         Ok(accept) => accept,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let credentials = handshake::credentials(&req);
-    let identity = match verify(ctx, credentials.token.as_deref()) {
+    let identity = match verify(ctx, credentials.token.as_deref()).await {
         Ok(identity) => identity,
         Err(why) => {
             inc(&ctx.metrics.auth_failures);
@@ -261,12 +264,16 @@ fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) 
     reply
 }
 
-pub(super) fn verify<S>(
+/// Checks a token (against the identity provider's current keys, when it serves them).
+pub(super) async fn verify<S>(
     ctx: &Context<S>,
     token: Option<&str>,
 ) -> Result<Identity, auth::AuthError> {
     let token = token.ok_or(auth::AuthError::Missing)?;
-    ctx.config.verifier.verify(token, auth::now_secs())
+    match &ctx.jwks {
+        Some(jwks) => jwks.verify(token, auth::now_secs()).await,
+        None => ctx.config.verifier.verify(token, auth::now_secs()),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).

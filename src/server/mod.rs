@@ -12,6 +12,7 @@ mod session;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::store::PresenceStore;
 use crate::tasks::Tasks;
@@ -43,6 +44,8 @@ pub(crate) struct Context<S> {
     /// The router's tasks: a store task that died shows in `/health` and `/ready`.
     pub tasks: Tasks,
     pub next_conn: AtomicU64,
+    /// The identity provider's keys, when `JWT_JWKS_URL` names one.
+    pub jwks: Option<Arc<Jwks>>,
 }
 
 /// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
@@ -56,6 +59,11 @@ pub async fn run<S: PresenceStore>(
     tasks: Tasks,
 ) {
     let shutdown = tasks.shutdown().clone();
+    let jwks = config.jwks.clone().map(|source| {
+        let jwks = Jwks::new(source, config.verifier.clone());
+        tasks.spawn_service("token keys", jwks.clone().run(shutdown.clone()));
+        jwks
+    });
     let ctx = Arc::new(Context {
         config,
         store,
@@ -65,6 +73,7 @@ pub async fn run<S: PresenceStore>(
         tracker: tasks.tracker().clone(),
         tasks,
         next_conn: AtomicU64::new(1),
+        jwks,
     });
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod redis_server;
 pub mod strict;
+pub mod tls;
 
 #[allow(unused_imports)] // Each test binary uses its own subset.
 pub use redis_server::{free_port, redis_server, RedisServer};
