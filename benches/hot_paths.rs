@@ -1,10 +1,12 @@
 //! Micro-benchmarks of the hot paths, without sockets: frame decode, update encode, the presence
-//! core and the heartbeat gate. `cargo bench --bench hot_paths`.
+//! core, the heartbeat gate, and what visibility adds to a fan-out and a snapshot. `cargo bench --bench hot_paths`.
 
 use divan::{black_box, Bencher};
+use presence_router::auth::{Identity, Role};
 use presence_router::presence::{
     Audience, HeartbeatGate, Presence, Rules, Status, Update, UserView, DEFAULT_RETENTION,
 };
+use presence_router::visibility::{Show, Viewer};
 use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
 use std::sync::Arc;
 
@@ -117,5 +119,66 @@ fn gate_held_heartbeat(bencher: Bencher) {
     bencher.bench_local(|| {
         i += 1;
         gate.heartbeat(black_box(i % 20_000))
+    });
+}
+
+/// 100 dashboards, each watching `k % 10 + 1` of 100 groups (or, without groups, everyone).
+fn viewers(groups: bool) -> Vec<Viewer> {
+    (0..100)
+        .map(|k: usize| {
+            let watched: Vec<Arc<str>> = (0..k % 10 + 1)
+                .map(|m| Arc::from(format!("g{}", (k * 13 + m) % 100)))
+                .collect();
+            let identity = Identity {
+                groups: groups.then(|| watched.into()),
+                ..Identity::user(Arc::from(format!("dash-{k}")), Role::Dashboard)
+            };
+            Viewer::of(&identity)
+        })
+        .collect()
+}
+
+fn in_group(g: usize) -> Arc<Audience> {
+    Arc::new(Audience {
+        tenant: None,
+        groups: vec![Arc::from(format!("g{g}"))],
+    })
+}
+
+/// What 100 dashboards decide of one update: the per-update cost of visibility in a fan-out.
+#[divan::bench(args = [false, true])]
+fn fan_out_decision_100_dashboards(bencher: Bencher, groups: bool) {
+    let viewers = viewers(groups);
+    let update = Update {
+        audience: in_group(7),
+        ..update()
+    };
+    bencher.bench(|| {
+        viewers
+            .iter()
+            .filter(|v| v.show(black_box(&update)) == Show::Update)
+            .count()
+    });
+}
+
+/// A snapshot of 10,000 users in 100 groups for one dashboard watching 10 groups (or everyone):
+/// the filter and the encoding.
+#[divan::bench(args = [false, true])]
+fn snapshot_10k_for_one_dashboard(bencher: Bencher, groups: bool) {
+    let views: Vec<UserView> = (0..10_000)
+        .map(|i| UserView {
+            user_id: Arc::from(format!("user-{i}")),
+            status: Status::Online,
+            last_seen: 1_702_281_234_567,
+            device_id: Some(Arc::from("phone")),
+            version: 3,
+            stated: Default::default(),
+            audience: in_group(i % 100),
+        })
+        .collect();
+    let viewer = &viewers(groups)[9];
+    bencher.bench(|| {
+        let visible: Vec<&UserView> = views.iter().filter(|u| viewer.sees(&u.audience)).collect();
+        encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &visible)
     });
 }

@@ -337,12 +337,27 @@ pub fn mint(
     ttl: Duration,
     now: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let claims = json!({
+    mint_with(secret, user_id, role, ttl, now, &[])
+}
+
+/// The same, with `extra` claims (e.g. `("channelIds", json!(["18"]))`).
+pub fn mint_with(
+    secret: &[u8],
+    user_id: &str,
+    role: Role,
+    ttl: Duration,
+    now: u64,
+    extra: &[(&str, Value)],
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut claims = json!({
         "userId": user_id,
         "role": role.as_str(),
         "iat": now,
         "exp": now.saturating_add(ttl.as_secs()),
     });
+    if let Some(all) = claims.as_object_mut() {
+        all.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    }
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,

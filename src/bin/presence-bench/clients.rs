@@ -31,7 +31,8 @@ pub struct Target {
     pub secret: Arc<Vec<u8>>,
 }
 
-/// Opens one WebSocket as `user` with `role`, from `source` when given (binding a source address
+/// Opens one WebSocket as `user` with `role` (and a `channelIds` claim of `groups` unless it is
+/// empty), from `source` when given (binding a source address
 /// makes the kernel search for a free port, which gets slow while many are in TIME_WAIT: only
 /// done when the load is spread over several addresses).
 pub async fn connect(
@@ -40,13 +41,19 @@ pub async fn connect(
     user: &str,
     role: Role,
     device: Option<&str>,
+    groups: &[String],
 ) -> anyhow::Result<Ws> {
-    let token = auth::mint(
+    let claims = match groups {
+        [] => Vec::new(),
+        groups => vec![("channelIds", serde_json::json!(groups))],
+    };
+    let token = auth::mint_with(
         &target.secret,
         user,
         role,
         Duration::from_secs(24 * 3600),
         auth::now_secs(),
+        &claims,
     )?;
     let mut request = target.url.as_str().into_client_request()?;
     request

@@ -71,7 +71,12 @@ struct Args {
     /// Processes to spread the handsets over (one process may hold ~20k sockets here).
     #[arg(long, default_value_t = 1)]
     processes: usize,
-    /// A router's pid, to read its memory (repeat for several).
+    /// Groups (0 = none: every dashboard sees everyone). With N groups, handset and probe i are
+    /// members of group i % N, and dashboard k watches k % 10 + 1 of them: the cost of
+    /// visibility, against the same run with 0.
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
+    /// A router's pid, to read its memory and CPU time (repeat for several).
     #[arg(long)]
     router_pid: Vec<u32>,
     /// Where to write the results.
@@ -158,9 +163,11 @@ async fn ramp_handsets(
         let interval = args.heartbeat_interval;
         let offset = interval.mul_f64((i % 1000) as f64 / 1000.0);
         let user = format!("h-{process}-{i}");
+        let groups = member_of(args.groups, i);
         tasks.spawn(async move {
             let connection =
-                clients::connect(&target, source, &user, Role::Mobile, Some("bench")).await;
+                clients::connect(&target, source, &user, Role::Mobile, Some("bench"), &groups)
+                    .await;
             drop(permit);
             match connection {
                 Ok(ws) => {
@@ -258,6 +265,13 @@ struct Results {
     router_rss_kib_before: Option<u64>,
     router_rss_kib_after: Option<u64>,
     router_rss_bytes_per_handset: Option<f64>,
+    groups: usize,
+    /// Changes the probes caused (a connect and a close each) and the frames dashboards got for
+    /// them.
+    probe_updates: u64,
+    updates_delivered: u64,
+    /// The routers' CPU time during the probe window (with --router-pid).
+    router_cpu_ms: Option<u64>,
 }
 
 async fn heartbeats_received(targets: &[Target]) -> Option<u64> {
@@ -270,6 +284,28 @@ async fn heartbeats_received(targets: &[Target]) -> Option<u64> {
 
 fn total_rss(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|pid| rss_kib(*pid)).sum()
+}
+
+fn total_cpu_ms(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|pid| stats::cpu_ms(*pid)).sum()
+}
+
+/// The groups of handset (or probe) `i` among `groups` (none when there are none).
+fn member_of(groups: usize, i: usize) -> Vec<String> {
+    match groups {
+        0 => Vec::new(),
+        n => vec![format!("g{}", i % n)],
+    }
+}
+
+/// The groups dashboard `k` watches: `k % 10 + 1` of them, spread over all.
+fn watched_by(groups: usize, k: usize) -> Vec<String> {
+    match groups {
+        0 => Vec::new(),
+        n => (0..(k % 10 + 1).min(n))
+            .map(|m| format!("g{}", (k * 13 + m) % n))
+            .collect(),
+    }
 }
 
 /// Waits until `dashboards` dashboards saw `user` go online/offline (at most 10 s).
@@ -293,6 +329,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         dashboards: args.dashboards,
         routers: targets.len(),
         processes: args.processes,
+        groups: args.groups,
         router_rss_kib_before: total_rss(&args.router_pid),
         ..Results::default()
     };
@@ -370,8 +407,16 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let mut readies = Vec::new();
     for i in 0..args.dashboards {
         let target = &targets[i % targets.len()];
-        let ws =
-            clients::connect(target, None, &format!("dash-{i}"), Role::Dashboard, None).await?;
+        let groups = watched_by(args.groups, i);
+        let ws = clients::connect(
+            target,
+            None,
+            &format!("dash-{i}"),
+            Role::Dashboard,
+            None,
+            &groups,
+        )
+        .await?;
         let (ready, snapshot_came) = tokio::sync::oneshot::channel();
         readies.push(snapshot_came);
         tokio::spawn(clients::run_dashboard(
@@ -400,6 +445,8 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let received_before = heartbeats_received(&targets).await;
     let mut connect_lat = Vec::new();
     let mut close_lat = Vec::new();
+    let mut probe_updates = 0u64;
+    let cpu_before = total_cpu_ms(&args.router_pid);
     for j in 0..args.probes {
         if window.elapsed() >= args.duration {
             break;
@@ -407,9 +454,15 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         let target = &targets[j % targets.len()];
         let user = format!("p-{j}");
         let start = Instant::now();
-        let ws = clients::connect(target, None, &user, Role::Mobile, Some("probe")).await?;
+        let groups = member_of(args.groups, j);
+        let watchers = (0..args.dashboards)
+            .filter(|k| groups.is_empty() || watched_by(args.groups, *k).contains(&groups[0]))
+            .count();
+        let ws =
+            clients::connect(target, None, &user, Role::Mobile, Some("probe"), &groups).await?;
+        probe_updates += 2;
         connect_lat.extend(
-            seen_by_all(&arrivals, &user, true, args.dashboards)
+            seen_by_all(&arrivals, &user, true, watchers)
                 .await
                 .iter()
                 .map(|t| t.saturating_duration_since(start)),
@@ -417,7 +470,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         let closing = Instant::now();
         drop(ws);
         close_lat.extend(
-            seen_by_all(&arrivals, &user, false, args.dashboards)
+            seen_by_all(&arrivals, &user, false, watchers)
                 .await
                 .iter()
                 .map(|t| t.saturating_duration_since(closing)),
@@ -440,6 +493,11 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     if let (Some(before), Some(after)) = (received_before, heartbeats_received(&targets).await) {
         results.heartbeats_received_per_s = Some((after - before) as f64 / elapsed);
     }
+    if let (Some(before), Some(after)) = (cpu_before, total_cpu_ms(&args.router_pid)) {
+        results.router_cpu_ms = Some(after.saturating_sub(before));
+    }
+    results.probe_updates = probe_updates;
+    results.updates_delivered = (connect_lat.len() + close_lat.len()) as u64;
     results.connect_to_update = Percentiles::of(connect_lat);
     results.close_to_update = Percentiles::of(close_lat);
 
@@ -452,7 +510,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         for j in 0..args.expiry_probes {
             let target = &targets[j % targets.len()];
             let user = format!("p-x{j}");
-            let ws = clients::connect(target, None, &user, Role::Mobile, None).await?;
+            let ws = clients::connect(target, None, &user, Role::Mobile, None, &[]).await?;
             let connected = Instant::now();
             let quiet = CancellationToken::new();
             tokio::spawn(clients::run_handset(
@@ -565,6 +623,17 @@ fn print_table(r: &Results) {
         (
             "router RSS per handset",
             opt(r.router_rss_bytes_per_handset, " bytes"),
+        ),
+        (
+            "groups; probe changes → frames delivered",
+            format!(
+                "{}; {} → {}",
+                r.groups, r.probe_updates, r.updates_delivered
+            ),
+        ),
+        (
+            "router CPU in the probe window",
+            opt(r.router_cpu_ms.map(|v| v as f64), " ms"),
         ),
     ];
     println!();
