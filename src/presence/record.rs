@@ -135,17 +135,7 @@ impl Record {
         updates: &mut Vec<Update>,
     ) {
         self.wake(rules, user_id, now, updates);
-        let before = self.audience.clone();
-        if self.audience.tenant != joining.tenant {
-            self.audience = Audience {
-                tenant: joining.tenant.clone(),
-                groups: Vec::new(),
-            };
-        }
-        for group in &joining.groups {
-            self.audience.join(group);
-        }
-        let moved = (self.audience != before).then(|| Arc::new(before));
+        let moved = self.enter(joining);
         let deadline = now.saturating_add(rules.ttl);
         match self.conns.iter_mut().find(|c| c.key == key) {
             // The same connection again (a restore, a replay): its deadline never moves back.
@@ -167,6 +157,28 @@ impl Record {
             (None, Some(before)) => updates.push(self.changed(user_id, Some(before), now)),
             (None, None) => {}
         }
+    }
+
+    /// Takes the tenant of `joining` (a new tenant starts with no groups) and joins its groups;
+    /// returns who could see the user before, when that changed. Nothing is copied in the usual
+    /// case of a connection that changes nothing.
+    fn enter(&mut self, joining: &Audience) -> Option<Arc<Audience>> {
+        let same_tenant = self.audience.tenant == joining.tenant;
+        let known = |g: &Arc<str>| self.audience.groups.binary_search(g).is_ok();
+        if same_tenant && joining.groups.iter().all(known) {
+            return None;
+        }
+        let before = self.audience.clone();
+        if !same_tenant {
+            self.audience = Audience {
+                tenant: joining.tenant.clone(),
+                groups: Vec::new(),
+            };
+        }
+        for group in &joining.groups {
+            self.audience.join(group);
+        }
+        (self.audience != before).then(|| Arc::new(before))
     }
 
     /// The user joins or leaves a group at `now`. While online, viewers learn it from an update
