@@ -43,8 +43,12 @@ pub fn may_join(identity: &Identity, group: &str) -> bool {
         .is_none_or(|groups| groups.iter().any(|g| g.as_ref() == group))
 }
 
-/// What a connection joins at connect: its tenant, and the groups its token lists.
-pub fn joining(identity: &Identity) -> Audience {
+/// What a connection joins at connect: its tenant, and the groups its token lists (one shared
+/// value for the usual token with neither).
+pub fn joining(identity: &Identity) -> Arc<Audience> {
+    if identity.tenant.is_none() && identity.groups.is_none() {
+        return Audience::none();
+    }
     let tenant = identity.tenant.as_deref();
     let mut groups: Vec<Arc<str>> = identity
         .groups
@@ -55,18 +59,19 @@ pub fn joining(identity: &Identity) -> Audience {
     groups.sort_unstable();
     groups.dedup();
     groups.truncate(crate::presence::MAX_GROUPS_PER_USER);
-    Audience {
+    Arc::new(Audience {
         tenant: identity.tenant.clone(),
         groups,
-    }
+    })
 }
 
 /// What a viewer (a dashboard, a bulk API caller) may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
     tenant: Option<Arc<str>>,
-    /// The scoped groups of the viewer's token, when it lists any.
-    groups: Option<HashSet<Arc<str>>>,
+    /// The scoped groups of the viewer's token, when it lists any (boxed: every dashboard
+    /// session holds a viewer, most without groups).
+    groups: Option<Box<HashSet<Arc<str>>>>,
 }
 
 /// What a viewer is to be told of an update.
@@ -90,7 +95,7 @@ impl Viewer {
             groups: identity
                 .groups
                 .as_ref()
-                .map(|groups| groups.iter().map(|g| scoped_group(tenant, g)).collect()),
+                .map(|groups| Box::new(groups.iter().map(|g| scoped_group(tenant, g)).collect())),
         }
     }
 

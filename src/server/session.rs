@@ -119,7 +119,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         user_id: peer.identity.user_id.clone(),
         conn: peer.conn_id,
         device_id: peer.device_id.clone(),
-        audience: Arc::new(joining(&peer.identity)),
+        audience: joining(&peer.identity),
     };
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.connect(&device).await);
@@ -129,7 +129,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         // The feed first: whatever happens while the snapshot is taken is then in one or both.
         let feed = ctx.store.feed();
         let viewer = Viewer::of(&peer.identity);
-        match send_snapshot(&ctx, &mut conn, &peer, &viewer).await {
+        match Box::pin(send_snapshot(&ctx, &mut conn, &peer, &viewer)).await {
             Ok(snapshot) => {
                 watch = Some(Watch {
                     feed,
@@ -266,7 +266,9 @@ async fn serve<S: PresenceStore>(
                             }
                         }
                         Ok(frame) if frame.message_type == MessageType::USER_ADD || frame.message_type == MessageType::USER_REMOVE => {
-                            match regroup(ctx, peer, &frame).await {
+                            // Boxed, as the next one: rare frames, whose futures would
+                            // otherwise grow every connection's session by their size.
+                            match Box::pin(regroup(ctx, peer, &frame)).await {
                                 Ok(Some(reply)) => {
                                     if conn.send(Bytes::from(reply)).await.is_err() {
                                         return Ending::Drop;
@@ -278,7 +280,7 @@ async fn serve<S: PresenceStore>(
                             }
                         }
                         Ok(frame) if frame.message_type == MessageType::SET_AVAILABILITY => {
-                            state(ctx, peer, &frame).await.err()
+                            Box::pin(state(ctx, peer, &frame)).await.err()
                         }
                         Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
                             Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
@@ -328,7 +330,8 @@ async fn serve<S: PresenceStore>(
                         inc(&ctx.metrics.updates_sent);
                     }
                     FeedEvent::Update(_) => {}
-                    FeedEvent::Resync => match send_snapshot(ctx, conn, peer, &watch.viewer).await {
+                    // Boxed: rare, and its future is large.
+                    FeedEvent::Resync => match Box::pin(send_snapshot(ctx, conn, peer, &watch.viewer)).await {
                         Ok(snapshot) => watch.snapshot = snapshot,
                         Err(ending) => return ending,
                     },

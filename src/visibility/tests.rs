@@ -11,7 +11,7 @@ fn identity(tenant: Option<&str>, groups: Option<&[&str]>) -> Identity {
 }
 
 fn audience(tenant: Option<&str>, groups: &[&str]) -> Audience {
-    joining(&identity(tenant, Some(groups)))
+    Audience::clone(&joining(&identity(tenant, Some(groups))))
 }
 
 fn update(now: Audience, before: Option<Audience>) -> Update {
