@@ -8,7 +8,6 @@
 
 use crate::auth::Identity;
 use crate::presence::{Audience, Update};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Separates a tenant from a group id in a scoped group id (`{tenant}:{group}`).
@@ -69,9 +68,9 @@ pub fn joining(identity: &Identity) -> Arc<Audience> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
     tenant: Option<Arc<str>>,
-    /// The scoped groups of the viewer's token, when it lists any (boxed: every dashboard
-    /// session holds a viewer, most without groups).
-    groups: Option<Box<HashSet<Arc<str>>>>,
+    /// The scoped groups of the viewer's token, sorted, when it lists any (a boxed slice:
+    /// every dashboard session holds a viewer, most without groups).
+    groups: Option<Box<[Arc<str>]>>,
 }
 
 /// What a viewer is to be told of an update.
@@ -92,10 +91,13 @@ impl Viewer {
         let tenant = identity.tenant.as_deref();
         Viewer {
             tenant: identity.tenant.clone(),
-            groups: identity
-                .groups
-                .as_ref()
-                .map(|groups| Box::new(groups.iter().map(|g| scoped_group(tenant, g)).collect())),
+            groups: identity.groups.as_ref().map(|groups| {
+                let mut scoped: Vec<Arc<str>> =
+                    groups.iter().map(|g| scoped_group(tenant, g)).collect();
+                scoped.sort_unstable();
+                scoped.dedup();
+                scoped.into_boxed_slice()
+            }),
         }
     }
 
@@ -107,10 +109,12 @@ impl Viewer {
     /// Whether this viewer sees a user with `audience`.
     pub fn sees(&self, audience: &Audience) -> bool {
         self.tenant == audience.tenant
-            && self
-                .groups
-                .as_ref()
-                .is_none_or(|mine| audience.groups.iter().any(|group| mine.contains(group)))
+            && self.groups.as_ref().is_none_or(|mine| {
+                audience
+                    .groups
+                    .iter()
+                    .any(|group| mine.binary_search(group).is_ok())
+            })
     }
 
     /// What this viewer is told of `update`.
