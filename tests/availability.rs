@@ -2,18 +2,15 @@
 //! and over HTTP (`PUT /api/presence/me`), seen in updates, snapshots and the bulk API, on one
 //! router and across two routers sharing Redis; refused when malformed, with nothing stored.
 
+#[macro_use]
 mod common;
 
-use common::{bulk, http_raw, token, Client, HttpReply, RedisServer, Router};
+use common::{bulk, http_raw, no_debounce, token, Client, HttpReply, Router};
 use presence_router::auth::Role;
 use presence_router::wire::Encoder;
 use serde_json::{json, Value as Json};
 
 const SET_AVAILABILITY: u64 = 34;
-
-fn no_debounce(args: &mut presence_router::config::Args) {
-    args.presence_offline_debounce = Some("0".into());
-}
 
 /// `[0, 34, from, 0, {availability, statusText?}]`.
 fn set_frame(from: &str, availability: &str, text: Option<&str>) -> Vec<u8> {
@@ -115,19 +112,12 @@ async fn round_trip(a: &Router, b: &Router) {
     assert_eq!(reply.status, 409, "{}", reply.body);
 }
 
-#[tokio::test]
-async fn availability_round_trips_on_one_router() {
-    let router = Router::start(no_debounce).await;
-    round_trip(&router, &router).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn availability_round_trips_across_routers() {
-    let redis = RedisServer::start(&[]);
-    let a = Router::on_redis(&redis, no_debounce).await;
-    let b = Router::on_redis(&redis, no_debounce).await;
-    round_trip(&a, &b).await;
-}
+on_both_stores!(
+    round_trip,
+    no_debounce,
+    availability_round_trips_on_one_router,
+    availability_round_trips_across_routers
+);
 
 #[tokio::test]
 async fn malformed_statements_are_refused_and_nothing_is_stored() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bulk, token, Client, RedisServer, Router, RouterProcess, Seen};
+use common::{bulk, no_debounce, token, Client, RedisServer, Router, RouterProcess, Seen};
 use presence_router::auth::Role;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -13,10 +13,6 @@ async fn router(
     tweak: impl FnOnce(&mut presence_router::config::Args),
 ) -> Router {
     Router::on_redis(redis, tweak).await
-}
-
-fn no_debounce(a: &mut presence_router::config::Args) {
-    a.presence_offline_debounce = Some("0".into());
 }
 
 /// A handset on one router is seen, once, by a dashboard on another.

@@ -4,9 +4,12 @@
 //! PROTOCOL.md says (a snapshot replaces it; an update applies when its version is higher) and
 //! compared with a fresh snapshot.
 
+#[macro_use]
 mod common;
 
-use common::{bulk, http_raw, membership_frame, token_with, Client, RedisServer, Router, Seen};
+use common::{
+    bulk, http_raw, membership_frame, no_debounce, token_with, Client, RedisServer, Router, Seen,
+};
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeSet, HashMap};
@@ -107,11 +110,6 @@ impl Dashboard {
             );
         }
     }
-}
-
-/// Handsets that close go offline at once.
-fn no_debounce(args: &mut presence_router::config::Args) {
-    args.presence_offline_debounce = Some("0".into());
 }
 
 fn dashboard_token(user: &str, claims: Json) -> String {
@@ -247,33 +245,19 @@ async fn a_group_dashboard_sees_its_members(a: &Router, b: &Router) {
         .await;
 }
 
-#[tokio::test]
-async fn tenants_stay_apart_on_one_router() {
-    let router = Router::start(no_debounce).await;
-    tenants_stay_apart(&router, &router).await;
-}
+on_both_stores!(
+    tenants_stay_apart,
+    no_debounce,
+    tenants_stay_apart_on_one_router,
+    tenants_stay_apart_across_routers
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_stay_apart_across_routers() {
-    let redis = RedisServer::start(&[]);
-    let a = Router::on_redis(&redis, no_debounce).await;
-    let b = Router::on_redis(&redis, no_debounce).await;
-    tenants_stay_apart(&a, &b).await;
-}
-
-#[tokio::test]
-async fn a_group_dashboard_sees_its_members_on_one_router() {
-    let router = Router::start(no_debounce).await;
-    a_group_dashboard_sees_its_members(&router, &router).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_dashboard_sees_its_members_across_routers() {
-    let redis = RedisServer::start(&[]);
-    let a = Router::on_redis(&redis, no_debounce).await;
-    let b = Router::on_redis(&redis, no_debounce).await;
-    a_group_dashboard_sees_its_members(&a, &b).await;
-}
+on_both_stores!(
+    a_group_dashboard_sees_its_members,
+    no_debounce,
+    a_group_dashboard_sees_its_members_on_one_router,
+    a_group_dashboard_sees_its_members_across_routers
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_a_voiceping_router_wrote_is_honoured() {
@@ -458,16 +442,9 @@ async fn queries_answer_only_what_the_caller_may_see(a: &Router, b: &Router) {
     drop(phones);
 }
 
-#[tokio::test]
-async fn queries_answer_only_what_the_caller_may_see_on_one_router() {
-    let router = Router::start(no_debounce).await;
-    queries_answer_only_what_the_caller_may_see(&router, &router).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_answer_only_what_the_caller_may_see_across_routers() {
-    let redis = RedisServer::start(&[]);
-    let a = Router::on_redis(&redis, no_debounce).await;
-    let b = Router::on_redis(&redis, no_debounce).await;
-    queries_answer_only_what_the_caller_may_see(&a, &b).await;
-}
+on_both_stores!(
+    queries_answer_only_what_the_caller_may_see,
+    no_debounce,
+    queries_answer_only_what_the_caller_may_see_on_one_router,
+    queries_answer_only_what_the_caller_may_see_across_routers
+);

@@ -18,6 +18,15 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::warn;
 
+/// A handler's answer: the reply, or the refusal that ends it early (boxed: a reply is large,
+/// and most handlers end well).
+pub(super) type Answer = Result<Reply, Box<Reply>>;
+
+/// A refusal with a JSON error body.
+fn refuse(status: StatusCode, message: &str) -> Answer {
+    Err(Box::new(error(status, message)))
+}
+
 /// How long a client may take to send a request body.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -60,13 +69,13 @@ async fn caller<S>(ctx: &Context<S>, req: &Request<Incoming>) -> Result<Viewer, 
 }
 
 /// The 503 of a store that failed, counted and logged.
-fn unavailable<S>(ctx: &Context<S>, what: &str, e: StoreError) -> Reply {
+fn unavailable<S>(ctx: &Context<S>, what: &str, e: StoreError) -> Box<Reply> {
     inc(&ctx.metrics.store_errors);
     warn!(error = %e, "{what} failed");
-    error(
+    Box::new(error(
         StatusCode::SERVICE_UNAVAILABLE,
         "Presence store unavailable",
-    )
+    ))
 }
 
 /// What `viewer` may know of each user: a user it may not see is unknown.
@@ -74,7 +83,7 @@ async fn visible<S: PresenceStore>(
     ctx: &Context<S>,
     viewer: &Viewer,
     ids: &[Arc<str>],
-) -> Result<Vec<UserView>, Reply> {
+) -> Result<Vec<UserView>, Box<Reply>> {
     let views = ctx
         .store
         .lookup(ids)
@@ -122,10 +131,10 @@ impl<'a> ApiUser<'a> {
 
 /// Serialises a reply straight from borrowed data (no intermediate JSON tree: at thousands of
 /// requests per second, the tree's allocations were most of the cost).
-fn serialised(reply: &impl Serialize) -> Reply {
+fn serialised(reply: &impl Serialize) -> Answer {
     match serde_json::to_vec(reply) {
-        Ok(body) => json_bytes(StatusCode::OK, body),
-        Err(_) => error(
+        Ok(body) => Ok(json_bytes(StatusCode::OK, body)),
+        Err(_) => refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Could not encode the reply",
         ),
@@ -144,17 +153,11 @@ struct BulkReply<'a> {
 pub(super) async fn bulk_status<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
-) -> Reply {
-    let viewer = match caller(ctx, &req).await {
-        Ok(viewer) => viewer,
-        Err(reply) => return *reply,
-    };
-    let request = match read_json(ctx, req).await {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+) -> Answer {
+    let viewer = caller(ctx, &req).await?;
+    let request = read_json(ctx, req).await?;
     let Some(Value::Array(asked)) = request.get("userIds") else {
-        return error(StatusCode::BAD_REQUEST, "userIds must be an array");
+        return refuse(StatusCode::BAD_REQUEST, "userIds must be an array");
     };
     let mut ids = Vec::with_capacity(asked.len().min(ctx.config.bulk_max_ids));
     for id in asked {
@@ -162,7 +165,7 @@ pub(super) async fn bulk_status<S: PresenceStore>(
             Value::String(s) => ids.push(Arc::from(s.as_str())),
             Value::Number(n) => ids.push(Arc::from(n.to_string())),
             _ => {
-                return error(
+                return refuse(
                     StatusCode::BAD_REQUEST,
                     "userIds must hold only strings or numbers",
                 )
@@ -174,12 +177,9 @@ pub(super) async fn bulk_status<S: PresenceStore>(
             "Too many userIds: at most {} per request",
             ctx.config.bulk_max_ids
         );
-        return error(StatusCode::BAD_REQUEST, &message);
+        return refuse(StatusCode::BAD_REQUEST, &message);
     }
-    let views = match visible(ctx, &viewer, &ids).await {
-        Ok(views) => views,
-        Err(reply) => return reply,
-    };
+    let views = visible(ctx, &viewer, &ids).await?;
     inc(&ctx.metrics.bulk_requests);
     serialised(&BulkReply {
         success: true,
@@ -196,31 +196,25 @@ pub(super) async fn bulk_status<S: PresenceStore>(
 pub(super) async fn user_status<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
-) -> Reply {
-    let viewer = match caller(ctx, &req).await {
-        Ok(viewer) => viewer,
-        Err(reply) => return *reply,
-    };
+) -> Answer {
+    let viewer = caller(ctx, &req).await?;
     let raw = req.uri().path().trim_start_matches(USER_PATH);
     let Some(user) =
         percent_decoded(raw).filter(|u| !u.is_empty() && u.len() <= auth::MAX_USER_ID_BYTES)
     else {
-        return error(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "the user id must be 1 to 256 bytes of percent-encoded UTF-8",
         );
     };
-    let views = match visible(ctx, &viewer, &[Arc::from(user.as_str())]).await {
-        Ok(views) => views,
-        Err(reply) => return reply,
-    };
+    let views = visible(ctx, &viewer, &[Arc::from(user.as_str())]).await?;
     let id = Value::String(user);
     let Some(view) = views.first() else {
-        return unavailable(
+        return Err(unavailable(
             ctx,
             "user lookup",
             StoreError::Unavailable("no answer".into()),
-        );
+        ));
     };
     #[derive(Serialize)]
     struct UserReply<'a> {
@@ -241,11 +235,8 @@ pub(super) async fn user_status<S: PresenceStore>(
 pub(super) async fn group_list<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
-) -> Reply {
-    let viewer = match caller(ctx, &req).await {
-        Ok(viewer) => viewer,
-        Err(reply) => return *reply,
-    };
+) -> Answer {
+    let viewer = caller(ctx, &req).await?;
     let mut group = None;
     let mut limit = DEFAULT_PAGE;
     let mut after = None;
@@ -258,7 +249,7 @@ pub(super) async fn group_list<S: PresenceStore>(
     {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(value) = percent_decoded(value) else {
-            return error(
+            return refuse(
                 StatusCode::BAD_REQUEST,
                 "query values must be percent-encoded UTF-8",
             );
@@ -267,11 +258,11 @@ pub(super) async fn group_list<S: PresenceStore>(
             "group" if auth::valid_group_id(&value) => group = Some(value),
             "limit" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => limit = n,
-                _ => return error(StatusCode::BAD_REQUEST, "limit must be 1 to 1000"),
+                _ => return refuse(StatusCode::BAD_REQUEST, "limit must be 1 to 1000"),
             },
             "after" => after = Some(value),
             _ => {
-                return error(
+                return refuse(
                     StatusCode::BAD_REQUEST,
                     "the query takes group (1 to 128 bytes), limit and after",
                 )
@@ -279,16 +270,17 @@ pub(super) async fn group_list<S: PresenceStore>(
         }
     }
     let Some(group) = group else {
-        return error(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "group is required: ?group=<group id>",
         );
     };
     let scoped = scoped_group(viewer.tenant(), &group);
-    let mut members = match ctx.store.members(&scoped).await {
-        Ok(members) => members,
-        Err(e) => return unavailable(ctx, "group members", e),
-    };
+    let mut members = ctx
+        .store
+        .members(&scoped)
+        .await
+        .map_err(|e| unavailable(ctx, "group members", e))?;
     members.sort_unstable();
     members.dedup();
     if let Some(after) = &after {
@@ -297,10 +289,7 @@ pub(super) async fn group_list<S: PresenceStore>(
     let mut page = Vec::with_capacity(limit + 1);
     // Read in slices: most members may be offline or out of sight.
     for slice in members.chunks(MAX_PAGE) {
-        let views = match visible(ctx, &viewer, slice).await {
-            Ok(views) => views,
-            Err(reply) => return reply,
-        };
+        let views = visible(ctx, &viewer, slice).await?;
         page.extend(views.into_iter().filter(|v| {
             v.status == Status::Online && v.audience.groups.binary_search(&scoped).is_ok()
         }));
@@ -365,7 +354,8 @@ fn percent_decoded(text: &str) -> Option<String> {
 
 /// A request's JSON body, read within the body limit and [`BODY_READ_TIMEOUT`]; or the 4xx
 /// that says why not.
-async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value, Reply> {
+async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value, Box<Reply>> {
+    let refused = |status, message| Err(Box::new(error(status, message)));
     let limit = ctx.config.max_body_bytes;
     let declared = req
         .headers()
@@ -373,24 +363,19 @@ async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value,
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"));
+        return refused(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
     }
     let reading = Limited::new(req.into_body(), limit).collect();
     let body = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
         Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"))
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large")
         }
-        Ok(Err(_)) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "Could not read the request body",
-            ))
-        }
-        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "Request body too slow")),
+        Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "Could not read the request body"),
+        Err(_) => return refused(StatusCode::REQUEST_TIMEOUT, "Request body too slow"),
     };
     serde_json::from_slice::<Value>(&body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "Invalid JSON"))
+        .or_else(|_| refused(StatusCode::BAD_REQUEST, "Invalid JSON"))
 }
 
 /// `PUT /api/presence/me` `{availability, statusText?}`: the token's user states their
@@ -398,24 +383,21 @@ async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value,
 pub(super) async fn state_mine<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
-) -> Reply {
+) -> Answer {
     let checked = match bearer(req.headers().get(AUTHORIZATION)) {
         Ok(token) => verify(ctx, Some(token)).await,
         Err(why) => Err(why),
     };
     let identity = match checked {
         Ok(identity) => identity,
-        Err(why) => return unauthorized(&why.to_string()),
+        Err(why) => return Err(Box::new(unauthorized(&why.to_string()))),
     };
     if !ctx.config.presence_enabled {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }
-    let request = match read_json(ctx, req).await {
-        Ok(request) => request,
-        Err(reply) => return reply,
-    };
+    let request = read_json(ctx, req).await?;
     let Some(availability) = request.get("availability").and_then(Value::as_str) else {
-        return error(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "availability must be one of available, away, busy, dnd",
         );
@@ -423,27 +405,29 @@ pub(super) async fn state_mine<S: PresenceStore>(
     let text = match request.get("statusText") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.as_str()),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "statusText must be a string"),
+        Some(_) => return refuse(StatusCode::BAD_REQUEST, "statusText must be a string"),
     };
     let stated = match Stated::parse(availability, text) {
         Ok(stated) => stated,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why.to_string()),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, &why.to_string()),
     };
     let user = identity.user_id.clone();
-    match ctx.store.lookup(std::slice::from_ref(&user)).await {
-        Ok(views) if views.first().is_some_and(|v| v.status == Status::Online) => {}
-        Ok(_) => {
-            return error(
-                StatusCode::CONFLICT,
-                "You are offline: availability is kept only while you are online",
-            )
-        }
-        Err(e) => return unavailable(ctx, "availability lookup", e),
+    let views = ctx
+        .store
+        .lookup(std::slice::from_ref(&user))
+        .await
+        .map_err(|e| unavailable(ctx, "availability lookup", e))?;
+    if !views.first().is_some_and(|v| v.status == Status::Online) {
+        return refuse(
+            StatusCode::CONFLICT,
+            "You are offline: availability is kept only while you are online",
+        );
     }
-    if let Err(e) = ctx.store.state(&user, stated.clone()).await {
-        return unavailable(ctx, "storing an availability", e);
-    }
-    json_reply(
+    ctx.store
+        .state(&user, stated.clone())
+        .await
+        .map_err(|e| unavailable(ctx, "storing an availability", e))?;
+    Ok(json_reply(
         StatusCode::OK,
         &json!({
             "success": true,
@@ -451,5 +435,5 @@ pub(super) async fn state_mine<S: PresenceStore>(
             "availability": stated.availability.map(|a| a.as_str()),
             "statusText": stated.status_text.as_deref(),
         }),
-    )
+    ))
 }

@@ -45,10 +45,10 @@ pub async fn handle<S: PresenceStore>(
         (&Method::GET, "/" | "/ws") => {
             error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
         }
-        (&Method::POST, "/api/presence/status") => api::bulk_status(&ctx, req).await,
-        (&Method::PUT, "/api/presence/me") => api::state_mine(&ctx, req).await,
-        (&Method::GET, "/api/presence") => api::group_list(&ctx, req).await,
-        (&Method::GET, p) if api::is_user_path(p) => api::user_status(&ctx, req).await,
+        (&Method::POST, "/api/presence/status") => answer(api::bulk_status(&ctx, req).await),
+        (&Method::PUT, "/api/presence/me") => answer(api::state_mine(&ctx, req).await),
+        (&Method::GET, "/api/presence") => answer(api::group_list(&ctx, req).await),
+        (&Method::GET, p) if api::is_user_path(p) => answer(api::user_status(&ctx, req).await),
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
         (&Method::GET, "/metrics") => {
@@ -70,6 +70,11 @@ pub async fn handle<S: PresenceStore>(
         },
     };
     Ok(with_cors(reply))
+}
+
+/// The reply of an API handler, whether it ended well or was refused.
+fn answer(answer: api::Answer) -> Reply {
+    answer.unwrap_or_else(|refusal| *refusal)
 }
 
 /// The methods a route answers (its `Allow` header on a 405); `None` for an unknown path.

@@ -188,6 +188,33 @@ pub fn membership_frame(message_type: u64, user: &str, group: &str) -> Vec<u8> {
     e.into_bytes()
 }
 
+/// Two tests of one scenario, an `async fn(&Router, &Router)` given the routers to use: on one
+/// router with the embedded store (both arguments the same router), and on two routers sharing
+/// a redis-server of the test's own. `$tweak` sets up every router.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($scenario:ident, $tweak:expr, $one:ident, $two:ident) => {
+        #[tokio::test]
+        async fn $one() {
+            let router = $crate::common::Router::start($tweak).await;
+            $scenario(&router, &router).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $two() {
+            let redis = $crate::common::RedisServer::start(&[]);
+            let a = $crate::common::Router::on_redis(&redis, $tweak).await;
+            let b = $crate::common::Router::on_redis(&redis, $tweak).await;
+            $scenario(&a, &b).await;
+        }
+    };
+}
+
+/// Handsets that close go offline at once (no debounce): a `tweak` for [`Router::start`].
+pub fn no_debounce(args: &mut Args) {
+    args.presence_offline_debounce = Some("0".into());
+}
+
 /// A WebSocket client of the router.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
