@@ -53,9 +53,9 @@ fn encode_presence_update(bencher: Bencher) {
     bencher.bench(|| encode_update(black_box(&update)));
 }
 
-#[divan::bench(args = [100, 10_000])]
-fn encode_snapshot_of(bencher: Bencher, users: usize) {
-    let views: Vec<UserView> = (0..users)
+/// `n` online users, user `i` with the audience `audience(i)`.
+fn online_views(n: usize, audience: impl Fn(usize) -> Arc<Audience>) -> Vec<UserView> {
+    (0..n)
         .map(|i| UserView {
             user_id: Arc::from(format!("user-{i}")),
             status: Status::Online,
@@ -63,9 +63,14 @@ fn encode_snapshot_of(bencher: Bencher, users: usize) {
             device_id: Some(Arc::from("phone")),
             version: 3,
             stated: Default::default(),
-            audience: Audience::none(),
+            audience: audience(i),
         })
-        .collect();
+        .collect()
+}
+
+#[divan::bench(args = [100, 10_000])]
+fn encode_snapshot_of(bencher: Bencher, users: usize) {
+    let views = online_views(users, |_| Audience::none());
     let views: Vec<&UserView> = views.iter().collect();
     bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views));
 }
@@ -165,17 +170,7 @@ fn fan_out_decision_100_dashboards(bencher: Bencher, groups: bool) {
 /// the filter and the encoding.
 #[divan::bench(args = [false, true])]
 fn snapshot_10k_for_one_dashboard(bencher: Bencher, groups: bool) {
-    let views: Vec<UserView> = (0..10_000)
-        .map(|i| UserView {
-            user_id: Arc::from(format!("user-{i}")),
-            status: Status::Online,
-            last_seen: 1_702_281_234_567,
-            device_id: Some(Arc::from("phone")),
-            version: 3,
-            stated: Default::default(),
-            audience: in_group(i % 100),
-        })
-        .collect();
+    let views = online_views(10_000, |i| in_group(i % 100));
     let viewer = &viewers(groups)[9];
     bencher.bench(|| {
         let visible: Vec<&UserView> = views.iter().filter(|u| viewer.sees(&u.audience)).collect();

@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{bulk, http_raw, no_debounce, token, Client, HttpReply, Router};
+use common::{bulk_user, http_raw, no_debounce, token, Client, HttpReply, Router};
 use presence_router::auth::Role;
 use presence_router::wire::Encoder;
 use serde_json::{json, Value as Json};
@@ -35,14 +35,7 @@ async fn put_me(router: &Router, token: &str, body: &Json) -> HttpReply {
 
 /// What the bulk API says of `user`'s availability and status text.
 async fn bulk_stated(router: &Router, user: &str) -> (Json, Json) {
-    let reply = bulk(
-        router,
-        Some(&token("ops", Role::Web)),
-        &json!({ "userIds": [user] }).to_string(),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let user = &reply.json()["users"][0];
+    let user = bulk_user(router, user).await;
     (user["availability"].clone(), user["statusText"].clone())
 }
 

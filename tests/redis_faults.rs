@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::view::ProtocolView;
 use common::{token, Client, RedisServer, Router, Seen};
 use presence_router::auth::Role;
 use serde_json::Value as Json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -19,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 /// How often each handset heartbeats (also the min interval: every heartbeat is written).
 const BEAT: Duration = Duration::from_millis(300);
 
-/// What a dashboard shows, kept as a client following PROTOCOL.md would keep it.
+/// What a dashboard shows (kept as PROTOCOL.md says), and whether a steady handset was ever
+/// shown offline once shown online.
 #[derive(Default)]
 struct View {
-    /// userId -> (online, version)
-    users: HashMap<String, (bool, u64)>,
+    shown_now: ProtocolView,
     /// Handsets that must never be shown offline once shown online, and any time they were.
     steady: HashSet<String>,
     shown: HashSet<String>,
@@ -32,30 +33,9 @@ struct View {
 
 impl View {
     fn apply(&mut self, frame: &Json) {
-        let payload = &frame[4];
-        match frame[1].as_u64() {
-            Some(32) => {
-                self.users.clear();
-                for user in payload["users"].as_array().into_iter().flatten() {
-                    let id = user["userId"].as_str().unwrap_or_default().to_owned();
-                    let version = user["version"].as_u64().unwrap_or(0);
-                    self.users.insert(id, (true, version));
-                }
-            }
-            Some(31) => {
-                let id = payload["userId"].as_str().unwrap_or_default().to_owned();
-                let version = payload["version"].as_u64().unwrap_or(0);
-                let held = self.users.get(&id).map_or(0, |(_, v)| *v);
-                if version > held {
-                    self.users
-                        .insert(id, (payload["status"] == "online", version));
-                }
-            }
-            _ => {}
-        }
+        self.shown_now.apply(frame);
         for user in &self.steady {
-            let online = self.users.get(user).is_some_and(|(online, _)| *online);
-            if online {
+            if self.shown_now.shows(user) {
                 self.shown.insert(user.clone());
             } else if self.shown.contains(user) {
                 self.violations
@@ -65,11 +45,7 @@ impl View {
     }
 
     fn online(&self) -> HashSet<String> {
-        self.users
-            .iter()
-            .filter(|(_, (online, _))| *online)
-            .map(|(id, _)| id.clone())
-            .collect()
+        self.shown_now.online().into_iter().collect()
     }
 }
 

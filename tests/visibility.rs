@@ -7,12 +7,13 @@
 #[macro_use]
 mod common;
 
+use common::view::ProtocolView;
 use common::{
     bulk, http_raw, membership_frame, no_debounce, token_with, Client, RedisServer, Router, Seen,
 };
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const USER_ADD: u64 = 15;
@@ -25,7 +26,7 @@ const SETTLE: Duration = Duration::from_secs(5);
 struct Dashboard {
     client: Client,
     token: String,
-    users: HashMap<String, (bool, u64)>,
+    view: ProtocolView,
     told: BTreeSet<String>,
 }
 
@@ -35,7 +36,7 @@ impl Dashboard {
         let mut dashboard = Dashboard {
             client,
             token,
-            users: HashMap::new(),
+            view: ProtocolView::default(),
             told: BTreeSet::new(),
         };
         let snapshot = dashboard.client.next_frame().await;
@@ -45,36 +46,16 @@ impl Dashboard {
     }
 
     fn apply(&mut self, frame: &Json) {
-        let payload = &frame[4];
-        match frame[1].as_u64() {
-            Some(32) => {
-                self.users.clear();
-                for user in payload["users"].as_array().into_iter().flatten() {
-                    let id = user["userId"].as_str().unwrap_or_default().to_owned();
-                    self.told.insert(id.clone());
-                    let version = user["version"].as_u64().unwrap_or(0);
-                    self.users.insert(id, (true, version));
-                }
-            }
-            Some(31) => {
-                let id = payload["userId"].as_str().unwrap_or_default().to_owned();
-                self.told.insert(id.clone());
-                let version = payload["version"].as_u64().unwrap_or(0);
-                if version > self.users.get(&id).map_or(0, |(_, v)| *v) {
-                    self.users
-                        .insert(id, (payload["status"] == "online", version));
-                }
-            }
-            _ => panic!("unexpected frame {frame}"),
-        }
+        let named = self.view.apply(frame);
+        assert!(
+            matches!(frame[1].as_u64(), Some(31 | 32)),
+            "unexpected frame {frame}"
+        );
+        self.told.extend(named);
     }
 
     fn online(&self) -> BTreeSet<String> {
-        self.users
-            .iter()
-            .filter(|(_, (online, _))| *online)
-            .map(|(id, _)| id.clone())
-            .collect()
+        self.view.online()
     }
 
     /// Reads frames until the view shows exactly `want` online.
@@ -262,15 +243,11 @@ on_both_stores!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_a_voiceping_router_wrote_is_honoured() {
     let redis = RedisServer::start(&[]);
+    let answers_1 =
+        |args: &[&str]| assert_eq!(redis.command(args).as_deref(), Some("1"), "{args:?}");
     // As a VoicePing router records a USER_ADD of user 7 to group 18.
-    assert_eq!(
-        redis.command(&["SADD", "g.18.u", "7"]).as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        redis.command(&["SADD", "u.7.g", "18"]).as_deref(),
-        Some("1")
-    );
+    answers_1(&["SADD", "g.18.u", "7"]);
+    answers_1(&["SADD", "u.7.g", "18"]);
     let router = Router::on_redis(&redis, no_debounce).await;
     let mut view = Dashboard::connect(
         &router,
@@ -283,14 +260,8 @@ async fn membership_a_voiceping_router_wrote_is_honoured() {
     // And what this router records, a VoicePing router reads.
     eight.send(membership_frame(USER_ADD, "8", "18")).await;
     view.shows(&["7", "8"]).await;
-    assert_eq!(
-        redis.command(&["SISMEMBER", "g.18.u", "8"]).as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        redis.command(&["SISMEMBER", "u.8.g", "18"]).as_deref(),
-        Some("1")
-    );
+    answers_1(&["SISMEMBER", "g.18.u", "8"]);
+    answers_1(&["SISMEMBER", "u.8.g", "18"]);
 }
 
 #[tokio::test]

@@ -465,33 +465,10 @@ fn a_replayed_connect_does_not_move_a_deadline_back() {
     );
     let mut record = Record::default();
     let mut updates = Vec::new();
-    record.connect(
-        &rules,
-        &alice,
-        phone,
-        None,
-        &Audience::default(),
-        50_000,
-        &mut updates,
-    );
-    record.connect(
-        &rules,
-        &alice,
-        tablet,
-        None,
-        &Audience::default(),
-        50_000,
-        &mut updates,
-    );
-    record.connect(
-        &rules,
-        &alice,
-        phone,
-        None,
-        &Audience::default(),
-        0,
-        &mut updates,
-    );
+    let none = Audience::default();
+    for (conn, at) in [(phone, 50_000), (tablet, 50_000), (phone, 0)] {
+        record.connect(&rules, &alice, conn, None, &none, at, &mut updates);
+    }
     record.disconnect(&rules, &alice, tablet, 70_000, &mut updates);
     assert_eq!(record.status(), Status::Online, "{updates:?}");
 }

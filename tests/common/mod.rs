@@ -6,6 +6,7 @@ pub mod binary;
 pub mod redis_server;
 pub mod strict;
 pub mod tls;
+pub mod view;
 
 #[allow(unused_imports)] // Each test binary uses its own subset.
 pub use redis_server::{free_port, redis_server, RedisServer};
@@ -462,8 +463,8 @@ pub async fn bulk(router: &Router, bearer: Option<&str>, body: &str) -> HttpRepl
     http_raw(router, &head, body.as_bytes()).await
 }
 
-/// Asks the bulk API for one user's status string.
-pub async fn status_of(router: &Router, user: &str) -> String {
+/// What the bulk API answers of one user, asked with a web token.
+pub async fn bulk_user(router: &Router, user: &str) -> Json {
     let reply = bulk(
         router,
         Some(&token("ops", Role::Web)),
@@ -471,7 +472,12 @@ pub async fn status_of(router: &Router, user: &str) -> String {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["users"][0]["status"]
+    reply.json()["users"][0].clone()
+}
+
+/// Asks the bulk API for one user's status string.
+pub async fn status_of(router: &Router, user: &str) -> String {
+    bulk_user(router, user).await["status"]
         .as_str()
         .expect("status")
         .to_owned()
