@@ -122,7 +122,7 @@ pub enum AuthError {
     #[error("token not valid yet")]
     NotYetValid,
     /// None of the user id claims holds a usable id.
-    #[error("token has no user id (uid, user_id, userId, sub or id)")]
+    #[error("token has no user id (uid, user_id, userId, sub or id: 1 to 256 bytes, no control characters)")]
     NoUserId,
     /// A `role` other than mobile, web or dashboard.
     #[error("unknown role {0:?}: expected mobile, web or dashboard")]
@@ -248,27 +248,32 @@ impl Verifier {
     /// Accepts tokens signed by any RSA or EC P-256 key of a JWK set, each with its own algorithm.
     pub fn jwks(json: &str) -> Result<Self, KeyError> {
         let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
-        let keys: Vec<PinnedKey> =
-            set.keys
-                .iter()
-                .filter_map(|jwk| {
-                    let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
-                            Algorithm::RS256
-                        }
-                        (
-                            AlgorithmParameters::EllipticCurve(ec),
-                            None | Some(KeyAlgorithm::ES256),
-                        ) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
-                        _ => return None,
-                    };
-                    Some(PinnedKey {
-                        kid: jwk.common.key_id.clone(),
-                        algorithms: vec![algorithm],
-                        key: DecodingKey::from_jwk(jwk).ok()?,
-                    })
+        let keys: Vec<PinnedKey> = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                // A key published for encryption only is never a signing key.
+                if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+                    return None;
+                }
+                let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                    (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
+                        Algorithm::RS256
+                    }
+                    (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                        if ec.curve == EllipticCurve::P256 =>
+                    {
+                        Algorithm::ES256
+                    }
+                    _ => return None,
+                };
+                Some(PinnedKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithms: vec![algorithm],
+                    key: DecodingKey::from_jwk(jwk).ok()?,
                 })
-                .collect();
+            })
+            .collect();
         if keys.is_empty() {
             return Err(KeyError::NoUsableKey);
         }

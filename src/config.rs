@@ -5,7 +5,7 @@
 //! its environment variable.
 
 use crate::auth::{ClaimPath, ClaimRules, Verifier};
-use crate::presence::{Rules, DEFAULT_RETENTION};
+use crate::presence::{LivenessRule, Rules, DEFAULT_RETENTION};
 use clap::Args as ClapArgs;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -42,6 +42,8 @@ pub mod defaults {
     pub const PRESENCE_MAX_CONNECTIONS: &str = "100000";
     /// `PRESENCE_API_AUTH`.
     pub const PRESENCE_API_AUTH: &str = "jwt";
+    /// `PRESENCE_LIVENESS`.
+    pub const PRESENCE_LIVENESS: &str = "auto";
     /// `REDIS_KEY_PREFIX`.
     pub const REDIS_KEY_PREFIX: &str = "presence:";
     /// `JWT_JWKS_REFRESH`.
@@ -150,6 +152,11 @@ pub struct Args {
     /// Where the groups are in the claims, as a dotted path.
     #[arg(long, env = "JWT_GROUPS_CLAIM", default_value = defaults::JWT_GROUPS_CLAIM)]
     pub jwt_groups_claim: Option<String>,
+    /// `auto`: a mobile connection that has never sent a HEARTBEAT is kept online by its pongs
+    /// and push-to-talk frames (VoicePing's SDK sends no HEARTBEAT); `heartbeat`: only
+    /// HEARTBEATs keep anyone online.
+    #[arg(long, env = "PRESENCE_LIVENESS", default_value = defaults::PRESENCE_LIVENESS)]
+    pub presence_liveness: Option<String>,
     /// `jwt` (default): the bulk API needs a Bearer token; `none`: it is open.
     #[arg(long, env = "PRESENCE_API_AUTH", default_value = defaults::PRESENCE_API_AUTH)]
     pub presence_api_auth: Option<String>,
@@ -182,6 +189,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Whether the bulk API needs a token.
     pub api_auth: bool,
+    /// See [`Args::presence_liveness`].
+    pub liveness: LivenessRule,
     /// Checks tokens.
     pub verifier: Verifier,
     /// Where the verifier's keys come from, when an identity provider serves them.
@@ -403,6 +412,16 @@ impl Config {
                 other => Err(format!("{other:?} is not jwt or none")),
             },
         );
+        let liveness = c.get(
+            "PRESENCE_LIVENESS",
+            &args.presence_liveness,
+            defaults::PRESENCE_LIVENESS,
+            |text| match text.trim() {
+                "auto" => Ok(LivenessRule::Auto),
+                "heartbeat" => Ok(LivenessRule::Heartbeat),
+                other => Err(format!("{other:?} is not auto or heartbeat")),
+            },
+        );
         let listen = listen_address(&mut c, &host, port);
         let redis_key_prefix = c.get(
             "REDIS_KEY_PREFIX",
@@ -454,6 +473,7 @@ impl Config {
                 dashboard_queue,
                 max_connections,
                 api_auth,
+                liveness,
                 verifier,
                 jwks,
                 secret,
@@ -584,6 +604,9 @@ fn jwks_source(c: &mut Checker, args: &Args) -> Option<JwksSource> {
     }
     if refresh < Duration::from_secs(10) {
         c.fail("JWT_JWKS_REFRESH: must be at least 10s".into());
+    }
+    if min_refetch < Duration::from_secs(1) {
+        c.fail("JWT_JWKS_MIN_REFETCH: must be at least 1s (every unknown key id would reach the identity provider)".into());
     }
     Some(JwksSource {
         url: url.clone(),

@@ -65,6 +65,18 @@ impl Jwks {
     /// Keeps the keys fresh until `shutdown`: fetches now, then every refresh interval (sooner
     /// again after a failure).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let url = &self.source.url;
+        let loopback = url
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| {
+                u.host()
+                    .map(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]")
+            })
+            .unwrap_or(false);
+        if url.starts_with("http://") && !loopback {
+            warn!(jwks = %url, "JWT_JWKS_URL is plain HTTP: whoever is on the path can hand the router keys and forge any token; use https://");
+        }
         loop {
             let wait = match self.fetch().await {
                 Ok(()) => self.source.refresh,

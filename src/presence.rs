@@ -45,7 +45,7 @@ pub struct Rules {
 pub const DEFAULT_RETENTION: Millis = 30 * 24 * 3600 * 1000;
 
 /// Who may see a user: their tenant and the groups they are a member of. Group ids are scoped
-/// by tenant (see [`crate::visibility::scoped_group`]) and kept sorted, without repeats.
+/// by tenant (see [`crate::visibility::scoped`]) and kept sorted, without repeats.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audience {
     /// The tenant of the user's latest connection.
@@ -435,6 +435,48 @@ impl Presence {
     /// How many users are known, online or not (the retention bounds it).
     pub fn known_count(&self) -> usize {
         self.users.len()
+    }
+}
+
+/// What keeps a handset online besides connecting: `PRESENCE_LIVENESS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LivenessRule {
+    /// HEARTBEATs; and, from a connection that has never sent one (the VoicePing Android SDK
+    /// never does), its pongs and push-to-talk frames.
+    #[default]
+    Auto,
+    /// HEARTBEATs only.
+    Heartbeat,
+}
+
+/// One mobile connection's signs of life under a [`LivenessRule`]: which inbound messages count
+/// as a heartbeat (then through the [`HeartbeatGate`] as any heartbeat).
+#[derive(Debug, Clone, Copy)]
+pub struct LifeSigns {
+    rule: LivenessRule,
+    /// Whether the connection has sent a HEARTBEAT: from then on only HEARTBEATs count, so a
+    /// heartbeating client whose heartbeats stop still goes offline with its socket open.
+    speaks_heartbeat: bool,
+}
+
+impl LifeSigns {
+    /// A connection that has sent nothing yet.
+    pub fn new(rule: LivenessRule) -> Self {
+        LifeSigns {
+            rule,
+            speaks_heartbeat: false,
+        }
+    }
+
+    /// A HEARTBEAT came: it counts, always.
+    pub fn heartbeat(&mut self) -> bool {
+        self.speaks_heartbeat = true;
+        true
+    }
+
+    /// A pong or a push-to-talk frame came: whether it counts as a heartbeat.
+    pub fn other(&self) -> bool {
+        self.rule == LivenessRule::Auto && !self.speaks_heartbeat
     }
 }
 

@@ -3,33 +3,51 @@
 //! A viewer sees a user when they have the same tenant (or neither has one) and, when the
 //! viewer's token lists groups (`channelIds`), the user is a member of one of them. The rule is
 //! applied to the snapshot, every update and every lookup alike; a user the viewer may not see
-//! is answered exactly as an unknown one. Group ids are scoped by tenant, so two tenants'
-//! group "18" are different groups.
+//! is answered exactly as an unknown one. User and group ids are scoped by tenant ([`scoped`]),
+//! so two tenants' user "42" or group "18" are different users and groups.
 
 use crate::auth::Identity;
 use crate::presence::{Audience, Update};
 use std::sync::Arc;
 
-/// Separates a tenant from a group id in a scoped group id (`{tenant}:{group}`).
-const SCOPE_SEPARATOR: char = ':';
+/// Separates a tenant from an id in a scoped id (`{tenant}\u{1f}{id}`): the ASCII unit
+/// separator, a control character, which no token's user id, tenant or group id may hold, so
+/// that no scoped id can be read two ways.
+const SCOPE_SEPARATOR: char = '\u{1f}';
 
-/// The store's id of group `group` of `tenant`: the group id as it is without a tenant (as
-/// VoicePing names it), `{tenant}:{group}` with one.
-pub fn scoped_group(tenant: Option<&str>, group: &str) -> Arc<str> {
+/// The store's id of user or group `id` of `tenant`: the id as it is without a tenant (as
+/// VoicePing names it), `{tenant}\u{1f}{id}` with one. Two tenants' user "42" (or group "18")
+/// are two users (groups).
+pub fn scoped(tenant: Option<&str>, id: &str) -> Arc<str> {
     match tenant {
-        None => Arc::from(group),
-        Some(tenant) => Arc::from(format!("{tenant}{SCOPE_SEPARATOR}{group}")),
+        None => Arc::from(id),
+        Some(tenant) => Arc::from(format!("{tenant}{SCOPE_SEPARATOR}{id}")),
     }
 }
 
-/// Whether scoped group id `scoped` belongs to `tenant` (a membership set may hold the groups
-/// of a tenant the user belonged to before).
-pub fn in_tenant(scoped: &str, tenant: Option<&str>) -> bool {
+/// The id within its tenant, as clients name it.
+pub fn unscoped(scoped: &str) -> &str {
+    scoped
+        .split_once(SCOPE_SEPARATOR)
+        .map_or(scoped, |(_, id)| id)
+}
+
+/// The id of scoped id `scoped` within `tenant`, when it belongs to `tenant` (a membership set
+/// may hold the groups of a tenant the user belonged to before).
+pub fn in_tenant<'a>(scoped: &'a str, tenant: Option<&str>) -> Option<&'a str> {
     match tenant {
-        None => !scoped.contains(SCOPE_SEPARATOR),
+        None => (!scoped.contains(SCOPE_SEPARATOR)).then_some(scoped),
         Some(tenant) => scoped
             .strip_prefix(tenant)
-            .is_some_and(|rest| rest.starts_with(SCOPE_SEPARATOR)),
+            .and_then(|rest| rest.strip_prefix(SCOPE_SEPARATOR)),
+    }
+}
+
+/// The store's id of a token's user: their user id scoped by their tenant.
+pub fn user_key(identity: &Identity) -> Arc<str> {
+    match identity.tenant.as_deref() {
+        None => identity.user_id.clone(),
+        tenant => scoped(tenant, &identity.user_id),
     }
 }
 
@@ -53,7 +71,7 @@ pub fn joining(identity: &Identity) -> Arc<Audience> {
         .groups
         .iter()
         .flat_map(|groups| groups.iter())
-        .map(|g| scoped_group(tenant, g))
+        .map(|g| scoped(tenant, g))
         .collect();
     groups.sort_unstable();
     groups.dedup();
@@ -92,8 +110,7 @@ impl Viewer {
         Viewer {
             tenant: identity.tenant.clone(),
             groups: identity.groups.as_ref().map(|groups| {
-                let mut scoped: Vec<Arc<str>> =
-                    groups.iter().map(|g| scoped_group(tenant, g)).collect();
+                let mut scoped: Vec<Arc<str>> = groups.iter().map(|g| scoped(tenant, g)).collect();
                 scoped.sort_unstable();
                 scoped.dedup();
                 scoped.into_boxed_slice()
@@ -104,6 +121,14 @@ impl Viewer {
     /// The viewer's tenant.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
+    }
+
+    /// Whether this viewer may look at group `scoped` (its token lists the group, or no group
+    /// at all): asking for another group's members would tell who is in it.
+    pub fn watches(&self, scoped: &Arc<str>) -> bool {
+        self.groups
+            .as_ref()
+            .is_none_or(|mine| mine.binary_search(scoped).is_ok())
     }
 
     /// Whether this viewer sees a user with `audience`.

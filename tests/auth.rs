@@ -96,7 +96,7 @@ fn tenant_groups_and_expiry_are_read_from_the_claims() {
         (json!({"uid": "a", "channelIds": "18"}), "channelIds"),
         (json!({"uid": "a", "channelIds": [{"id": 1}]}), "channelIds"),
         (json!({"uid": "a", "tenant": ["x"]}), "tenant"),
-        (json!({"uid": "a", "tenant": "a:b"}), "tenant"),
+        (json!({"uid": "a", "tenant": "a\u{1f}b"}), "tenant"),
         (
             json!({"uid": "a", "channelIds": (0..10_000).collect::<Vec<_>>()}),
             "channelIds",

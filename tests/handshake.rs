@@ -219,3 +219,51 @@ async fn a_broken_handshake_is_a_400() {
     assert_eq!(reply.json()["error"], "Sec-WebSocket-Version must be 13");
     router.stop().await;
 }
+
+/// The VoicePing Android SDK's device id: `{MANUFACTURER}_{MODEL}_{FINGERPRINT}_{BOOTLOADER}_
+/// {DISPLAY}_{HOST}`, 150–250 bytes with spaces, slashes and colons.
+const ANDROID_DEVICE_ID: &str = "Google_Pixel 2_google/walleye/walleye:8.1.0/OPM1.171019.011/4448085:user/release-keys_mw8998-002.0069.00_OPM1.171019.011_wprd10.hot.corp.google.com_and a few more characters to make it long";
+
+#[tokio::test]
+async fn real_handsets_device_ids_are_taken_as_sent_and_unsafe_ones_refused() {
+    assert!(ANDROID_DEVICE_ID.len() > 150);
+    let router = Router::start(|a| a.presence_offline_debounce = Some("0".into())).await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let phone = token("driver-1", Role::Mobile);
+    let update = connects_as(
+        &mut dashboard,
+        request(
+            &router,
+            "/ws",
+            &[("VoicePingToken", &phone), ("DeviceId", ANDROID_DEVICE_ID)],
+        ),
+    )
+    .await;
+    assert_eq!(update["userId"], "driver-1");
+    assert_eq!(update["deviceId"], ANDROID_DEVICE_ID);
+
+    let too_long = "d".repeat(257);
+    let bidi = "phone-%E2%80%AEevil";
+    let newline = "phone-%0Aforged%20log%20line";
+    for (suffix, reason) in [
+        (
+            format!("/ws?device_id={too_long}"),
+            "device id longer than 256 bytes",
+        ),
+        (
+            format!("/ws?device_id={bidi}"),
+            "device id with a control character or a bidirectional override",
+        ),
+        (
+            format!("/ws?device_id={newline}"),
+            "device id with a control character or a bidirectional override",
+        ),
+    ] {
+        let (status, body) = refused(request(&router, &suffix, &[("token", &phone)])).await;
+        assert_eq!(
+            (status, body),
+            (400, json!({ "error": reason })),
+            "{suffix}"
+        );
+    }
+}

@@ -220,3 +220,60 @@ async fn mobiles_get_no_presence_frames() {
     phone.quiet_for(Duration::from_millis(200)).await;
     router.stop().await;
 }
+
+/// Reads `client` for `window`, answering the router's pings meanwhile (a handset gets no frames).
+async fn answering_pings(client: &mut Client, window: Duration) {
+    if let Some(seen) = client.next_within(window).await {
+        panic!("a handset got {seen:?}");
+    }
+}
+
+/// A router whose TTL is 1 s and which pings every 300 ms (a pong due within 250 ms), under
+/// `PRESENCE_LIVENESS=liveness`.
+async fn pinging_router(liveness: &str) -> Router {
+    let liveness = liveness.to_owned();
+    Router::start(move |a| {
+        a.presence_ttl = ms("1s");
+        a.presence_heartbeat_min_interval = ms("100ms");
+        a.presence_ping_interval = ms("300ms");
+        a.presence_ping_timeout = ms("250ms");
+        a.presence_liveness = Some(liveness);
+    })
+    .await
+}
+
+/// The VoicePing Android SDK never sends HEARTBEAT: its pongs keep it online.
+#[tokio::test]
+async fn a_handset_that_never_heartbeats_lives_by_its_pongs() {
+    let router = pinging_router("auto").await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let mut phone = Client::mobile(&router, "driver-1", "android").await;
+    assert_eq!(dashboard.next_update().await["status"], "online");
+    tokio::join!(
+        answering_pings(&mut phone, Duration::from_millis(2_500)),
+        dashboard.quiet_for(Duration::from_millis(2_500)),
+    );
+    assert_eq!(status_of(&router, "driver-1").await, "online");
+    router.stop().await;
+}
+
+/// Once a handset has sent a HEARTBEAT, only HEARTBEATs keep it online; and with
+/// `PRESENCE_LIVENESS=heartbeat`, pongs never do.
+#[tokio::test]
+async fn heartbeating_handsets_and_the_strict_rule_are_held_to_heartbeats() {
+    for (liveness, beats_first) in [("auto", true), ("heartbeat", false)] {
+        let router = pinging_router(liveness).await;
+        let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+        let mut phone = Client::mobile(&router, "driver-1", "phone").await;
+        assert_eq!(dashboard.next_update().await["status"], "online");
+        if beats_first {
+            phone.heartbeat("driver-1").await;
+        }
+        let (_, offline) = tokio::join!(
+            answering_pings(&mut phone, Duration::from_millis(2_000)),
+            dashboard.next_update(),
+        );
+        assert_eq!(offline["status"], "offline", "{liveness}");
+        router.stop().await;
+    }
+}

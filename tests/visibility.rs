@@ -371,17 +371,36 @@ async fn queries_answer_only_what_the_caller_may_see(a: &Router, b: &Router) {
         ])
         .await;
 
+    // acme-5 is in 18 and 40: a dashboard of 40 sees them, and still learns nothing of 18.
+    phones.push(
+        handset(
+            a,
+            "acme-5",
+            json!({"tenant": "acme", "channelIds": ["18", "40"]}),
+        )
+        .await,
+    );
+    let mut forty = Dashboard::connect(
+        b,
+        dashboard_token("acme-40", json!({"tenant": "acme", "channelIds": ["40"]})),
+    )
+    .await;
+    forty.shows(&["acme-5", "acme-other"]).await;
+
     let acme = dashboard_token("acme-ops", json!({"tenant": "acme"}));
     let only_40 = dashboard_token("acme-40", json!({"tenant": "acme", "channelIds": ["40"]}));
     let globex = dashboard_token("globex-ops", json!({"tenant": "globex"}));
-    let every = ["acme-0", "acme-1", "acme-2", "acme-3", "acme-4"];
+    let every = ["acme-0", "acme-1", "acme-2", "acme-3", "acme-4", "acme-5"];
     assert_eq!(listed(b, "18", &acme, 2).await, every);
     assert_eq!(listed(b, "18", &acme, 100).await, every);
     assert!(
         listed(b, "18", &only_40, 10).await.is_empty(),
         "a group out of sight reads empty"
     );
-    assert_eq!(listed(b, "40", &only_40, 10).await, ["acme-other"]);
+    assert_eq!(
+        listed(b, "40", &only_40, 10).await,
+        ["acme-5", "acme-other"]
+    );
     assert_eq!(listed(b, "18", &globex, 10).await, ["globex-1"]);
 
     let (status, body) = get(b, "/api/presence/acme-3", &acme).await;
@@ -418,4 +437,58 @@ on_both_stores!(
     no_debounce,
     queries_answer_only_what_the_caller_may_see_on_one_router,
     queries_answer_only_what_the_caller_may_see_across_routers
+);
+
+/// The same user id in two tenants is two users: neither's state, availability or leaving
+/// reaches the other's dashboards.
+async fn one_id_in_two_tenants_is_two_users(a: &Router, b: &Router) {
+    let acme = json!({"tenant": "acme"});
+    let globex = json!({"tenant": "globex"});
+    let mut acme_view = Dashboard::connect(a, dashboard_token("acme-ops", acme.clone())).await;
+    let _acme_42 = handset(a, "42", acme.clone()).await;
+    acme_view.shows(&["42"]).await;
+    let globex_42 = handset(b, "42", globex.clone()).await;
+    let busy = json!({"availability": "busy", "statusText": "globex's own"});
+    let reply = put_me(b, &token_with("42", Role::Mobile, globex.clone()), &busy).await;
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    globex_42.close().await;
+    acme_view
+        .never_told_of(&[], Duration::from_millis(300))
+        .await;
+    assert_eq!(acme_view.online(), BTreeSet::from(["42".to_owned()]));
+    let seen = bulk_view(a, &acme_view.token, &["42"]).await;
+    assert_eq!(
+        seen[0],
+        json!(["42", "online", seen[0][2], "phone"]),
+        "{seen:?}"
+    );
+    let reply = bulk(
+        a,
+        Some(&acme_view.token),
+        &json!({ "userIds": ["42"] }).to_string(),
+    )
+    .await;
+    assert!(
+        reply.json()["users"][0].get("availability").is_none(),
+        "{}",
+        reply.body
+    );
+}
+
+/// `PUT /api/presence/me` with `token` and `body`: status and JSON body.
+async fn put_me(router: &Router, token: &str, body: &Json) -> (u16, Json) {
+    let body = body.to_string();
+    let head = format!(
+        "PUT /api/presence/me HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    let reply = http_raw(router, &head, body.as_bytes()).await;
+    (reply.status, reply.json())
+}
+
+on_both_stores!(
+    one_id_in_two_tenants_is_two_users,
+    no_debounce,
+    one_id_in_two_tenants_is_two_users_on_one_router,
+    one_id_in_two_tenants_is_two_users_across_routers
 );

@@ -147,12 +147,14 @@ impl ClaimRules {
             return Ok(None);
         };
         id_text(value)
-            .filter(|t| !t.is_empty() && t.len() <= MAX_USER_ID_BYTES && !t.contains(':'))
+            .filter(|t| {
+                !t.is_empty() && t.len() <= MAX_USER_ID_BYTES && !t.chars().any(char::is_control)
+            })
             .map(|t| Some(Arc::from(t)))
             .ok_or_else(|| {
                 AuthError::BadClaim(
                     self.tenant.text.clone(),
-                    "must be a string (without ':', at most 256 bytes) or a number",
+                    "must be a string (at most 256 bytes, no control characters) or a number",
                 )
             })
     }
@@ -187,7 +189,7 @@ fn id_text(value: &Value) -> Option<String> {
 }
 
 fn user_id(id: &str) -> Result<Arc<str>, AuthError> {
-    if id.is_empty() || id.len() > MAX_USER_ID_BYTES {
+    if id.is_empty() || id.len() > MAX_USER_ID_BYTES || id.chars().any(char::is_control) {
         return Err(AuthError::NoUserId);
     }
     Ok(Arc::from(id))

@@ -567,3 +567,16 @@ fn statements_outside_the_rules_are_refused() {
         Ok(None)
     );
 }
+
+#[test]
+fn pongs_and_talk_keep_a_handset_online_until_it_speaks_heartbeat() {
+    let mut auto = LifeSigns::new(LivenessRule::Auto);
+    assert!(
+        auto.other(),
+        "a handset that never heartbeats lives by its pongs and frames"
+    );
+    assert!(auto.heartbeat());
+    assert!(!auto.other(), "once it heartbeats, only heartbeats count");
+    let strict = LifeSigns::new(LivenessRule::Heartbeat);
+    assert!(!strict.other());
+}

@@ -8,7 +8,7 @@ use crate::auth::{self, Identity};
 use crate::metrics::inc;
 use crate::presence::{Stated, Status, UserView};
 use crate::store::{PresenceStore, StoreError};
-use crate::visibility::{scoped_group, Viewer};
+use crate::visibility::{scoped, unscoped, user_key, Viewer};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
@@ -162,8 +162,8 @@ pub(super) async fn bulk_status<S: PresenceStore>(
     let mut ids = Vec::with_capacity(asked.len().min(ctx.config.bulk_max_ids));
     for id in asked {
         match id {
-            Value::String(s) => ids.push(Arc::from(s.as_str())),
-            Value::Number(n) => ids.push(Arc::from(n.to_string())),
+            Value::String(s) => ids.push(scoped(viewer.tenant(), s)),
+            Value::Number(n) => ids.push(scoped(viewer.tenant(), &n.to_string())),
             _ => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
@@ -207,7 +207,7 @@ pub(super) async fn user_status<S: PresenceStore>(
             "the user id must be 1 to 256 bytes of percent-encoded UTF-8",
         );
     };
-    let views = visible(ctx, &viewer, &[Arc::from(user.as_str())]).await?;
+    let views = visible(ctx, &viewer, &[scoped(viewer.tenant(), &user)]).await?;
     let id = Value::String(user);
     let Some(view) = views.first() else {
         return Err(unavailable(
@@ -275,23 +275,27 @@ pub(super) async fn group_list<S: PresenceStore>(
             "group is required: ?group=<group id>",
         );
     };
-    let scoped = scoped_group(viewer.tenant(), &group);
+    let wanted = scoped(viewer.tenant(), &group);
     let mut members = ctx
         .store
-        .members(&scoped)
+        .members(&wanted)
         .await
         .map_err(|e| unavailable(ctx, "group members", e))?;
     members.sort_unstable();
     members.dedup();
+    if !viewer.watches(&wanted) {
+        members.clear();
+    }
     if let Some(after) = &after {
-        members.retain(|m| m.as_ref() > after.as_str());
+        let after = scoped(viewer.tenant(), after);
+        members.retain(|m| *m > after);
     }
     let mut page = Vec::with_capacity(limit + 1);
     // Read in slices: most members may be offline or out of sight.
     for slice in members.chunks(MAX_PAGE) {
         let views = visible(ctx, &viewer, slice).await?;
         page.extend(views.into_iter().filter(|v| {
-            v.status == Status::Online && v.audience.groups.binary_search(&scoped).is_ok()
+            v.status == Status::Online && v.audience.groups.binary_search(&wanted).is_ok()
         }));
         if page.len() > limit {
             break;
@@ -301,7 +305,7 @@ pub(super) async fn group_list<S: PresenceStore>(
     page.truncate(limit);
     let ids: Vec<Value> = page
         .iter()
-        .map(|v| Value::String(v.user_id.to_string()))
+        .map(|v| Value::String(unscoped(&v.user_id).to_owned()))
         .collect();
     #[derive(Serialize)]
     struct ListReply<'a> {
@@ -320,7 +324,7 @@ pub(super) async fn group_list<S: PresenceStore>(
             .map(|(id, v)| ApiUser::new(id, v))
             .collect(),
         next: more
-            .then(|| page.last().map(|v| v.user_id.as_ref()))
+            .then(|| page.last().map(|v| unscoped(&v.user_id)))
             .flatten(),
         timestamp: ctx.clock.now_ms(),
     })
@@ -411,7 +415,7 @@ pub(super) async fn state_mine<S: PresenceStore>(
         Ok(stated) => stated,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, &why.to_string()),
     };
-    let user = identity.user_id.clone();
+    let user = user_key(&identity);
     let views = ctx
         .store
         .lookup(std::slice::from_ref(&user))
@@ -431,7 +435,7 @@ pub(super) async fn state_mine<S: PresenceStore>(
         StatusCode::OK,
         &json!({
             "success": true,
-            "userId": &*user,
+            "userId": &*identity.user_id,
             "availability": stated.availability.map(|a| a.as_str()),
             "statusText": stated.status_text.as_deref(),
         }),

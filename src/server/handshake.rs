@@ -7,8 +7,44 @@ use hyper::header::{
 use hyper::{Method, Request};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-/// Longest device id accepted, in bytes.
-pub const MAX_DEVICE_ID_BYTES: usize = 128;
+/// Longest device id accepted, in bytes: the VoicePing Android SDK's ids
+/// (`{MANUFACTURER}_{MODEL}_{FINGERPRINT}_{BOOTLOADER}_{DISPLAY}_{HOST}`) run to 150–250.
+pub const MAX_DEVICE_ID_BYTES: usize = 256;
+
+/// Why a device id is refused at the upgrade; shown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadDeviceId {
+    /// Over [`MAX_DEVICE_ID_BYTES`].
+    TooLong,
+    /// Holds a control character or a bidirectional override: it would corrupt a dashboard's
+    /// display or a log line. (Markup is fine: escaping for display is the page's job.)
+    Unsafe,
+}
+
+impl BadDeviceId {
+    /// The refusal's JSON `error`.
+    pub fn message(self) -> &'static str {
+        match self {
+            BadDeviceId::TooLong => "device id longer than 256 bytes",
+            BadDeviceId::Unsafe => "device id with a control character or a bidirectional override",
+        }
+    }
+}
+
+/// Checks a device id as a handset sent it: accepted unchanged, or refused.
+pub fn check_device_id(id: &str) -> Result<(), BadDeviceId> {
+    if id.len() > MAX_DEVICE_ID_BYTES {
+        return Err(BadDeviceId::TooLong);
+    }
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    match id.chars().any(unsafe_char) {
+        true => Err(BadDeviceId::Unsafe),
+        false => Ok(()),
+    }
+}
 
 /// What the client presented to identify itself.
 #[derive(Debug, Default)]

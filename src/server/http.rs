@@ -6,7 +6,7 @@
 
 use super::api;
 use super::connection::Connection;
-use super::handshake::{self, MAX_DEVICE_ID_BYTES};
+use super::handshake;
 use super::session::{self, Peer};
 use super::Context;
 use crate::auth::{self, Identity};
@@ -205,12 +205,12 @@ async fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incom
             return unauthorized(&why.to_string());
         }
     };
-    if credentials
+    if let Some(Err(why)) = credentials
         .device_id
-        .as_ref()
-        .is_some_and(|d| d.len() > MAX_DEVICE_ID_BYTES)
+        .as_deref()
+        .map(handshake::check_device_id)
     {
-        return error(StatusCode::BAD_REQUEST, "device id longer than 128 bytes");
+        return error(StatusCode::BAD_REQUEST, why.message());
     }
     if ctx.metrics.connections() >= ctx.config.max_connections as u64 {
         return error(StatusCode::SERVICE_UNAVAILABLE, "too many connections");

@@ -10,9 +10,11 @@ use super::connection::{Connection, Inbound};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
-use crate::presence::{ConnId, GroupChange, HeartbeatGate, Millis, Stated, Status, Update};
+use crate::presence::{
+    ConnId, GroupChange, HeartbeatGate, LifeSigns, Millis, Stated, Status, Update,
+};
 use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
-use crate::visibility::{joining, may_join, scoped_group, Show, Viewer};
+use crate::visibility::{joining, may_join, scoped, user_key, Show, Viewer};
 use crate::wire::{
     encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode, Frame,
     MessageType, Value,
@@ -116,7 +118,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     let role = counted.role;
     let tracked = ctx.config.presence_enabled;
     let device = Device {
-        user_id: peer.identity.user_id.clone(),
+        user_id: user_key(&peer.identity),
         conn: peer.conn_id,
         device_id: peer.device_id.clone(),
         audience: joining(&peer.identity),
@@ -220,6 +222,7 @@ async fn serve<S: PresenceStore>(
         config.rules.ttl,
         clock.now_ms(),
     );
+    let mut signs = LifeSigns::new(config.liveness);
     let mut keepalive = KeepAlive {
         interval: config.ping_interval,
         timeout: config.ping_timeout,
@@ -257,10 +260,8 @@ async fn serve<S: PresenceStore>(
                             if peer.identity.role != Role::Mobile {
                                 Some((ErrorCode::Forbidden, format!("HEARTBEAT is for mobile connections, not {}", peer.identity.role.as_str())))
                             } else {
-                                if mobile {
-                                    if let Some(at) = gate.heartbeat(clock.now_ms()) {
-                                        write_heartbeat(ctx, device, at).await;
-                                    }
+                                if mobile && signs.heartbeat() {
+                                    alive(ctx, device, &mut gate).await;
                                 }
                                 None
                             }
@@ -268,7 +269,7 @@ async fn serve<S: PresenceStore>(
                         Ok(frame) if frame.message_type == MessageType::USER_ADD || frame.message_type == MessageType::USER_REMOVE => {
                             // Boxed, as the next one: rare frames, whose futures would
                             // otherwise grow every connection's session by their size.
-                            match Box::pin(regroup(ctx, peer, &frame)).await {
+                            match Box::pin(regroup(ctx, peer, device, &frame)).await {
                                 Ok(Some(reply)) => {
                                     if conn.send(Bytes::from(reply)).await.is_err() {
                                         return Ending::Drop;
@@ -280,18 +281,24 @@ async fn serve<S: PresenceStore>(
                             }
                         }
                         Ok(frame) if frame.message_type == MessageType::SET_AVAILABILITY => {
-                            Box::pin(state(ctx, peer, &frame)).await.err()
+                            Box::pin(state(ctx, peer, device, &frame)).await.err()
                         }
                         Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
                             Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
                         }
-                        Ok(_) => {
+                        Ok(frame) => {
+                            if mobile && frame.message_type.0 <= MessageType::LAST_PTT.0 && signs.other() {
+                                alive(ctx, device, &mut gate).await;
+                            }
                             inc(&ctx.metrics.frames_dropped);
                             None
                         }
                     },
                     Inbound::Text => Some((ErrorCode::BadFrame, "text frames are not accepted: send binary MessagePack frames".to_owned())),
                     Inbound::Control => {
+                        if mobile && signs.other() {
+                            alive(ctx, device, &mut gate).await;
+                        }
                         if conn.flush().await.is_err() {
                             return Ending::Drop;
                         }
@@ -368,10 +375,13 @@ async fn serve<S: PresenceStore>(
 }
 
 /// A user who left a viewer's sight, as the viewer is to show them: offline, as a fresh
-/// snapshot (which would not list them) has them.
+/// snapshot (which would not list them) has them, and without what the change brought (their
+/// device, their availability): the viewer may no longer know it.
 fn hidden(update: &Update) -> Update {
     Update {
         status: Status::Offline,
+        device_id: None,
+        stated: Arc::default(),
         ..update.clone()
     }
 }
@@ -382,6 +392,7 @@ fn hidden(update: &Update) -> Update {
 async fn regroup<S: PresenceStore>(
     ctx: &Context<S>,
     peer: &Peer,
+    device: &Device,
     frame: &Frame<'_>,
 ) -> Result<Option<Vec<u8>>, (ErrorCode, String)> {
     let join = frame.message_type == MessageType::USER_ADD;
@@ -403,13 +414,13 @@ async fn regroup<S: PresenceStore>(
     if join && !may_join(identity, &text) {
         return Ok(Some(encode_unauthorized_group(&identity.user_id, group)));
     }
-    let scoped = scoped_group(identity.tenant.as_deref(), &text);
+    let scoped = scoped(identity.tenant.as_deref(), &text);
     let change = if join {
         GroupChange::Join(scoped)
     } else {
         GroupChange::Leave(scoped)
     };
-    report(ctx, ctx.store.regroup(&identity.user_id, change).await);
+    report(ctx, ctx.store.regroup(&device.user_id, change).await);
     Ok(None)
 }
 
@@ -419,6 +430,7 @@ async fn regroup<S: PresenceStore>(
 async fn state<S: PresenceStore>(
     ctx: &Context<S>,
     peer: &Peer,
+    device: &Device,
     frame: &Frame<'_>,
 ) -> Result<(), (ErrorCode, String)> {
     let user = &peer.identity.user_id;
@@ -451,9 +463,17 @@ async fn state<S: PresenceStore>(
     let stated =
         Stated::parse(availability, text).map_err(|why| (ErrorCode::BadFrame, why.to_string()))?;
     if ctx.config.presence_enabled {
-        report(ctx, ctx.store.state(user, stated).await);
+        report(ctx, ctx.store.state(&device.user_id, stated).await);
     }
     Ok(())
+}
+
+/// A sign of life of a mobile connection (a HEARTBEAT, or what [`LifeSigns`] counts as one):
+/// written when the gate lets it through.
+async fn alive<S: PresenceStore>(ctx: &Context<S>, device: &Device, gate: &mut HeartbeatGate) {
+    if let Some(at) = gate.heartbeat(ctx.clock.now_ms()) {
+        write_heartbeat(ctx, device, at).await;
+    }
 }
 
 async fn write_heartbeat<S: PresenceStore>(ctx: &Context<S>, device: &Device, at: Millis) {

@@ -67,14 +67,19 @@ fn leaving_a_viewers_groups_hides_and_joining_shows() {
 }
 
 #[test]
-fn groups_are_scoped_by_tenant() {
-    assert_eq!(&*scoped_group(None, "18"), "18");
-    assert_eq!(&*scoped_group(Some("acme"), "18"), "acme:18");
-    assert!(in_tenant("acme:18", Some("acme")));
-    assert!(!in_tenant("acme:18", Some("acm")));
-    assert!(!in_tenant("acme:18", None));
-    assert!(in_tenant("18", None));
-    assert!(!in_tenant("18", Some("acme")));
+fn ids_are_scoped_by_tenant() {
+    assert_eq!(&*scoped(None, "18"), "18");
+    let acme_18 = scoped(Some("acme"), "18");
+    assert_eq!(&*acme_18, "acme\u{1f}18");
+    assert_eq!(unscoped(&acme_18), "18");
+    assert_eq!(unscoped("18"), "18");
+    assert_eq!(in_tenant(&acme_18, Some("acme")), Some("18"));
+    assert_eq!(in_tenant(&acme_18, Some("acm")), None);
+    assert_eq!(in_tenant(&acme_18, None), None);
+    assert_eq!(in_tenant("18", None), Some("18"));
+    assert_eq!(in_tenant("18", Some("acme")), None);
+    // A colon is an ordinary character: a tenantless group "acme:18" is not acme's group 18.
+    assert_ne!(scoped(None, "acme:18"), acme_18);
 }
 
 #[test]

@@ -23,6 +23,8 @@ impl MessageType {
     pub const USER_REMOVE: MessageType = MessageType(16);
     /// The sender may not use that group, sent to the sender.
     pub const UNAUTHORIZED_GROUP: MessageType = MessageType(27);
+    /// The last number of the VoicePing push-to-talk protocol (0 to 27).
+    pub const LAST_PTT: MessageType = MessageType(27);
     /// A handset's keep-alive: refreshes its user's presence TTL.
     pub const HEARTBEAT: MessageType = MessageType(30);
     /// A change of one user's status, sent to dashboards.

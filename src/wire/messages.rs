@@ -7,6 +7,7 @@
 use super::encode::Encoder;
 use super::frame::{Id, MessageType};
 use crate::presence::{Stated, Status, Update, UserView};
+use crate::visibility::unscoped;
 
 /// The `code` of a PRESENCE_ERROR, HTTP-style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub fn encode_update(update: &Update) -> Vec<u8> {
     header(&mut e, MessageType::PRESENCE_UPDATE);
     e.str("broadcast");
     e.map(6 + usize::from(update.device_id.is_some()) + stated_len(&update.stated));
-    e.str("userId").str(&update.user_id);
+    e.str("userId").str(unscoped(&update.user_id));
     e.str("status").str(status_str(update.status));
     e.str("timestamp").uint(update.timestamp);
     e.str("type").str("presence_update");
@@ -75,7 +76,7 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8>
     e.str("users").array(users.len());
     for user in users {
         e.map(4 + usize::from(user.device_id.is_some()) + stated_len(&user.stated));
-        e.str("userId").str(&user.user_id);
+        e.str("userId").str(unscoped(&user.user_id));
         e.str("status").str(status_str(user.status));
         e.str("lastSeen").uint(user.last_seen);
         if let Some(device) = &user.device_id {

@@ -38,10 +38,12 @@ if keep > 0 then redis.call('PEXPIRE', meta, keep) elseif ARGV[4] ~= '' then red
 local joined, left = tonumber(ARGV[11]), tonumber(ARGV[12])
 for i = 1, joined + left do
   local group = ARGV[12 + i]
+  -- pcall: a key of another type under one of these names (a database shared with other
+  -- software) must not stop the record's write and its publication half-way.
   if i <= joined then
-    redis.call('SADD', groups, group); redis.call('SADD', KEYS[5 + i], u)
+    redis.pcall('SADD', groups, group); redis.pcall('SADD', KEYS[5 + i], u)
   else
-    redis.call('SREM', groups, group); redis.call('SREM', KEYS[5 + i], u)
+    redis.pcall('SREM', groups, group); redis.pcall('SREM', KEYS[5 + i], u)
   end
 end
 local channel = 13 + joined + left

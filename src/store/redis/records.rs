@@ -205,7 +205,7 @@ fn decide(
             joining.groups.extend(
                 stored
                     .iter()
-                    .filter(|g| in_tenant(g, tenant) && crate::auth::valid_group_id(g))
+                    .filter(|g| in_tenant(g, tenant).is_some_and(crate::auth::valid_group_id))
                     .map(|g| Arc::from(g.as_str())),
             );
             joining.groups.sort_unstable();
