@@ -40,6 +40,8 @@ pub mod defaults {
     pub const PRESENCE_DASHBOARD_QUEUE: &str = "16384";
     /// `PRESENCE_MAX_CONNECTIONS`.
     pub const PRESENCE_MAX_CONNECTIONS: &str = "100000";
+    /// `PRESENCE_MAX_CONNECTIONS_PER_USER`.
+    pub const PRESENCE_MAX_CONNECTIONS_PER_USER: &str = "32";
     /// `PRESENCE_API_AUTH`.
     pub const PRESENCE_API_AUTH: &str = "jwt";
     /// `PRESENCE_LIVENESS`.
@@ -100,6 +102,9 @@ pub struct Args {
     /// Most WebSocket connections at once; more are refused with 503.
     #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value = defaults::PRESENCE_MAX_CONNECTIONS)]
     pub presence_max_connections: Option<String>,
+    /// Most WebSocket connections of one user at once; more are refused with 429.
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS_PER_USER", default_value = defaults::PRESENCE_MAX_CONNECTIONS_PER_USER)]
+    pub presence_max_connections_per_user: Option<String>,
     /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS): use the Redis store.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -187,6 +192,8 @@ pub struct Config {
     pub dashboard_queue: usize,
     /// See [`Args::presence_max_connections`].
     pub max_connections: usize,
+    /// See [`Args::presence_max_connections_per_user`].
+    pub max_connections_per_user: usize,
     /// Whether the bulk API needs a token.
     pub api_auth: bool,
     /// See [`Args::presence_liveness`].
@@ -402,6 +409,12 @@ impl Config {
             defaults::PRESENCE_MAX_CONNECTIONS,
             positive,
         );
+        let max_connections_per_user = c.get(
+            "PRESENCE_MAX_CONNECTIONS_PER_USER",
+            &args.presence_max_connections_per_user,
+            defaults::PRESENCE_MAX_CONNECTIONS_PER_USER,
+            positive,
+        );
         let api_auth = c.get(
             "PRESENCE_API_AUTH",
             &args.presence_api_auth,
@@ -472,6 +485,7 @@ impl Config {
                 max_body_bytes,
                 dashboard_queue,
                 max_connections,
+                max_connections_per_user,
                 api_auth,
                 liveness,
                 verifier,

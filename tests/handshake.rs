@@ -267,3 +267,66 @@ async fn real_handsets_device_ids_are_taken_as_sent_and_unsafe_ones_refused() {
         );
     }
 }
+
+/// A leaked token opening socket after socket takes its user's share and no more: other users
+/// still connect, and a closed socket gives its slot back.
+#[tokio::test]
+async fn one_user_cannot_take_every_connection() {
+    let router = Router::start(|a| {
+        a.presence_max_connections = Some("6".into());
+        a.presence_max_connections_per_user = Some("3".into());
+    })
+    .await;
+    let leaked = token("leaked", Role::Mobile);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect(&router, &leaked, None).await);
+    }
+    let (status, body) = refused(request(&router, "/ws", &[("token", &leaked)])).await;
+    assert_eq!(
+        (status, body),
+        (
+            429,
+            json!({"error": "too many connections for this user: at most 3"})
+        )
+    );
+    let (_dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    if let Some(one) = held.pop() {
+        one.close().await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(request(&router, "/ws", &[("token", &leaked)]))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Upgrades racing for the last slots never overshoot the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upgrades_never_exceed_the_cap() {
+    let router = Router::start(|a| a.presence_max_connections = Some("10".into())).await;
+    let attempts = (0..40).map(|i| {
+        let request = request(
+            &router,
+            "/ws",
+            &[("token", &token(&format!("u{i}"), Role::Mobile))],
+        );
+        tokio::spawn(async move { tokio_tungstenite::connect_async(request).await })
+    });
+    let mut accepted = Vec::new();
+    let mut full = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.expect("task") {
+            Ok(socket) => accepted.push(socket),
+            Err(WsError::Http(response)) if response.status() == 503 => full += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!((accepted.len(), full), (10, 30));
+}

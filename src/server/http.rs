@@ -4,6 +4,7 @@
 //! Every response carries `Access-Control-Allow-Origin: *`; `OPTIONS` on any route is a 204
 //! preflight answer. Errors are JSON bodies `{"error": ...}`.
 
+use super::admission::Refusal;
 use super::api;
 use super::connection::Connection;
 use super::handshake;
@@ -12,6 +13,7 @@ use super::Context;
 use crate::auth::{self, Identity};
 use crate::metrics::inc;
 use crate::store::{PresenceStore, StoreHealth};
+use crate::visibility::user_key;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -212,15 +214,25 @@ async fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incom
     {
         return error(StatusCode::BAD_REQUEST, why.message());
     }
-    if ctx.metrics.connections() >= ctx.config.max_connections as u64 {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-    }
+    let ticket = match ctx.admission.admit(&user_key(&identity)) {
+        Ok(ticket) => ticket,
+        Err(Refusal::Full) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "too many connections")
+        }
+        Err(Refusal::UserFull) => {
+            let message = format!(
+                "too many connections for this user: at most {}",
+                ctx.config.max_connections_per_user
+            );
+            return error(StatusCode::TOO_MANY_REQUESTS, &message);
+        }
+    };
     let peer = Peer {
         identity,
         device_id: credentials.device_id.map(Arc::from),
         conn_id: ctx.next_conn.fetch_add(1, Ordering::Relaxed),
     };
-    let counted = session::Counted::new(ctx.clone(), peer.identity.role);
+    let counted = session::Counted::new(ctx.clone(), peer.identity.role, ticket);
     let span = tracing::info_span!(
         "conn",
         conn_id = peer.conn_id,

@@ -4,6 +4,7 @@
 //! the presence API to [`api`]); upgrades are checked in [`handshake`] and become a [`session`]
 //! over a [`connection::Connection`].
 
+mod admission;
 mod api;
 mod connection;
 mod handshake;
@@ -16,6 +17,7 @@ use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::store::PresenceStore;
 use crate::tasks::Tasks;
+use admission::Admission;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::atomic::AtomicU64;
@@ -46,6 +48,8 @@ pub(crate) struct Context<S> {
     pub next_conn: AtomicU64,
     /// The identity provider's keys, when `JWT_JWKS_URL` names one.
     pub jwks: Option<Arc<Jwks>>,
+    /// The connection caps.
+    pub admission: Arc<Admission>,
 }
 
 /// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
@@ -64,6 +68,7 @@ pub async fn run<S: PresenceStore>(
         tasks.spawn_service("token keys", jwks.clone().run(shutdown.clone()));
         jwks
     });
+    let admission = Admission::new(config.max_connections, config.max_connections_per_user);
     let ctx = Arc::new(Context {
         config,
         store,
@@ -74,6 +79,7 @@ pub async fn run<S: PresenceStore>(
         tasks,
         next_conn: AtomicU64::new(1),
         jwks,
+        admission,
     });
     let mut backoff = Duration::from_millis(5);
     loop {

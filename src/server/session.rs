@@ -6,6 +6,7 @@
 //! ([`Viewer`]). Any session may join and leave groups. All are pinged, and all get a
 //! PRESENCE_ERROR for a frame they may not send.
 
+use super::admission::Ticket;
 use super::connection::{Connection, Inbound};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
@@ -41,18 +42,23 @@ pub struct Peer {
     pub conn_id: ConnId,
 }
 
-/// Counts a connection in its role's gauge from before its 101 (so that the connection cap
-/// holds under bursts) until it ends, however it ends, a failed upgrade included.
+/// Counts a connection in its role's gauge, and holds its admission ticket, from before its 101
+/// until it ends, however it ends, a failed upgrade included.
 pub struct Counted<S> {
     ctx: Arc<Context<S>>,
     role: Role,
+    _ticket: Ticket,
 }
 
 impl<S> Counted<S> {
-    /// Starts counting a connection of `role`.
-    pub fn new(ctx: Arc<Context<S>>, role: Role) -> Self {
+    /// Starts counting an admitted connection of `role`.
+    pub fn new(ctx: Arc<Context<S>>, role: Role, ticket: Ticket) -> Self {
         inc(gauge(&ctx.metrics, role));
-        Counted { ctx, role }
+        Counted {
+            ctx,
+            role,
+            _ticket: ticket,
+        }
     }
 }
 
