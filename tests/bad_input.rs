@@ -207,3 +207,47 @@ async fn a_dashboard_that_does_not_read_is_closed_and_nobody_else_notices() {
     );
     router.stop().await;
 }
+
+/// A refused value is quoted in 32 characters at most: a 65,000-byte channelType does not come
+/// back 65,000 bytes long.
+#[tokio::test]
+async fn error_frames_quote_little_of_what_they_refuse() {
+    let router = Router::start(|_| {}).await;
+    let mut phone = Client::mobile(&router, "driver-1", "phone").await;
+    let mut e = Encoder::default();
+    e.array(5)
+        .str(&"x".repeat(65_000))
+        .uint(30)
+        .str("driver-1")
+        .uint(0)
+        .nil();
+    phone.send(e.into_bytes()).await;
+    let error = phone.next_frame().await;
+    let message = error[4]["message"].as_str().expect("message");
+    assert!(message.len() < 100, "{} bytes: {message}", message.len());
+    assert!(
+        message.starts_with("unknown channelType \"xxx"),
+        "{message}"
+    );
+    router.stop().await;
+}
+
+/// Good frames between bad ones do not reset the count: sixteen refusals within the window
+/// close the connection however they are interleaved.
+#[tokio::test]
+async fn interleaving_good_frames_does_not_keep_a_flood_of_bad_ones_going() {
+    let router = Router::start(|_| {}).await;
+    let mut noisy = Client::mobile(&router, "driver-1", "phone").await;
+    for _ in 0..64 {
+        if noisy.ws_send_raw(vec![0xc1]).await.is_err()
+            || noisy
+                .ws_send_raw(heartbeat_frame("driver-1"))
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(noisy.closed_with().await, Some(1008));
+    router.stop().await;
+}

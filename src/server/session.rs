@@ -28,8 +28,36 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, warn};
 
-/// Bad frames in a row after which a connection is closed with 1008.
-const MAX_BAD_FRAMES_IN_A_ROW: u32 = 16;
+/// Refused messages within [`BAD_FRAMES_WINDOW`] after which a connection is closed with 1008.
+const MAX_BAD_FRAMES: u32 = 16;
+
+/// The window refused messages are counted in (good ones between them do not reset it: one good
+/// frame in every sixteen bad ones would otherwise keep a flood of refusals going for ever).
+const BAD_FRAMES_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts a connection's refused messages per window.
+struct Refusals {
+    window_start: Instant,
+    count: u32,
+}
+
+impl Refusals {
+    fn new(now: Instant) -> Self {
+        Refusals {
+            window_start: now,
+            count: 0,
+        }
+    }
+
+    /// One more refused at `now`: whether the connection has now sent too many.
+    fn one_more(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= BAD_FRAMES_WINDOW {
+            *self = Refusals::new(now);
+        }
+        self.count += 1;
+        self.count >= MAX_BAD_FRAMES
+    }
+}
 
 /// Who is on the other end of a session.
 #[derive(Debug)]
@@ -244,7 +272,7 @@ async fn serve<S: PresenceStore>(
     // byte of this future is paid once per connection.
     let mut flush_timer: Option<Pin<Box<Sleep>>> = None;
     let mut flush_armed: Option<Millis> = None;
-    let mut bad_in_a_row = 0u32;
+    let mut refusals = Refusals::new(Instant::now());
     loop {
         if gate.flush_at() != flush_armed {
             flush_armed = gate.flush_at();
@@ -313,19 +341,15 @@ async fn serve<S: PresenceStore>(
                     Inbound::TooLarge => return Ending::Close(1009, "frame too large"),
                     Inbound::Closed => return Ending::Drop,
                 };
-                match refusal {
-                    None => bad_in_a_row = 0,
-                    Some((code, message)) => {
-                        inc(&ctx.metrics.frames_refused);
-                        bad_in_a_row += 1;
-                        debug!(%message, "frame refused");
-                        if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {
-                            return Ending::Close(1008, "too many bad frames");
-                        }
-                        let frame = encode_error(&peer.identity.user_id, code, &message);
-                        if conn.send(Bytes::from(frame)).await.is_err() {
-                            return Ending::Drop;
-                        }
+                if let Some((code, message)) = refusal {
+                    inc(&ctx.metrics.frames_refused);
+                    debug!(%message, "frame refused");
+                    if refusals.one_more(Instant::now()) {
+                        return Ending::Close(1008, "too many bad frames");
+                    }
+                    let frame = encode_error(&peer.identity.user_id, code, &message);
+                    if conn.send(Bytes::from(frame)).await.is_err() {
+                        return Ending::Drop;
                     }
                 }
             }

@@ -167,11 +167,20 @@ fn id<'a>(value: Value<'a>, field: &'static str) -> Result<Option<Id<'a>>, Frame
     }
 }
 
+/// A refused value as an error message quotes it: at most [`QUOTED_CHARS`] characters of it
+/// (a 64 KB string must not come back 64 KB long).
 fn describe(value: &Value<'_>) -> String {
-    match value {
+    let text = match value {
         Value::Int(i) => i.to_string(),
         Value::UInt(u) => u.to_string(),
         Value::Str(s) => format!("{s:?}"),
-        other => format!("{other:?}").chars().take(32).collect(),
+        other => format!("{other:?}"),
+    };
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
+
+/// The most characters of a refused value an error message quotes.
+pub const QUOTED_CHARS: usize = 32;
