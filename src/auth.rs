@@ -136,6 +136,12 @@ pub enum AuthError {
     /// `aud` does not name the configured audience.
     #[error("token audience is not accepted")]
     Audience,
+    /// No `exp`, and `PRESENCE_REQUIRE_EXP` asks for one.
+    #[error("token has no exp, and this router requires one")]
+    NoExpiry,
+    /// `exp` further ahead than `PRESENCE_MAX_TOKEN_AGE`.
+    #[error("token expiry is further ahead than this router accepts")]
+    TooLongLived,
     /// The keys come from an identity provider that has not answered yet.
     #[error("the token keys are not loaded yet: retry shortly")]
     KeysUnavailable,

@@ -50,6 +50,10 @@ pub mod defaults {
     pub const REDIS_KEY_PREFIX: &str = "presence:";
     /// `JWT_JWKS_REFRESH`.
     pub const JWT_JWKS_REFRESH: &str = "5m";
+    /// `JWT_ALLOW_WEAK_SECRET`.
+    pub const JWT_ALLOW_WEAK_SECRET: &str = "false";
+    /// `PRESENCE_REQUIRE_EXP`.
+    pub const PRESENCE_REQUIRE_EXP: &str = "false";
     /// `JWT_JWKS_MIN_REFETCH`.
     pub const JWT_JWKS_MIN_REFETCH: &str = "10s";
     /// `JWT_ROLE_CLAIM`.
@@ -141,6 +145,16 @@ pub struct Args {
     /// fetch.
     #[arg(long, env = "JWT_JWKS_MIN_REFETCH", default_value = defaults::JWT_JWKS_MIN_REFETCH)]
     pub jwt_jwks_min_refetch: Option<String>,
+    /// Accept a JWT_SECRET shorter than 32 bytes (an existing VoicePing deployment's, say): a
+    /// short HMAC secret can be guessed offline from any token it signed.
+    #[arg(long, env = "JWT_ALLOW_WEAK_SECRET", default_value = defaults::JWT_ALLOW_WEAK_SECRET)]
+    pub jwt_allow_weak_secret: Option<String>,
+    /// Refuse tokens without `exp` (true/false).
+    #[arg(long, env = "PRESENCE_REQUIRE_EXP", default_value = defaults::PRESENCE_REQUIRE_EXP)]
+    pub presence_require_exp: Option<String>,
+    /// Refuse tokens whose `exp` is further ahead than this (e.g. 30d), when set.
+    #[arg(long, env = "PRESENCE_MAX_TOKEN_AGE")]
+    pub presence_max_token_age: Option<String>,
     /// The `iss` every token must carry, when set.
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -629,10 +643,28 @@ fn jwks_source(c: &mut Checker, args: &Args) -> Option<JwksSource> {
     })
 }
 
-/// Where the claims are and what they must say, from `JWT_ISSUER`, `JWT_AUDIENCE` and the
-/// `JWT_*_CLAIM` paths.
+/// The shortest HMAC secret accepted without `JWT_ALLOW_WEAK_SECRET`.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Where the claims are and what they must say, from `JWT_ISSUER`, `JWT_AUDIENCE`, the
+/// `JWT_*_CLAIM` paths, `PRESENCE_REQUIRE_EXP` and `PRESENCE_MAX_TOKEN_AGE`.
 fn claim_rules(c: &mut Checker, args: &Args) -> ClaimRules {
-    let mut rules = ClaimRules::default();
+    let mut rules = ClaimRules {
+        require_exp: c.get(
+            "PRESENCE_REQUIRE_EXP",
+            &args.presence_require_exp,
+            defaults::PRESENCE_REQUIRE_EXP,
+            boolean,
+        ),
+        ..ClaimRules::default()
+    };
+    if let Some(age) = &args.presence_max_token_age {
+        match parse_duration(age) {
+            Ok(age) if !age.is_zero() => rules.max_lifetime = Some(age.as_secs().max(1)),
+            Ok(_) => c.fail("PRESENCE_MAX_TOKEN_AGE: must be more than 0".into()),
+            Err(why) => c.fail(format!("PRESENCE_MAX_TOKEN_AGE: {why}")),
+        }
+    }
     for (var, value, path) in [
         ("JWT_ROLE_CLAIM", &args.jwt_role_claim, &mut rules.role),
         (
@@ -703,6 +735,19 @@ fn key_source(
             c.fail("JWT_SECRET: must not be empty".into());
             return (None, None);
         }
+        let weak_allowed = c.get(
+            "JWT_ALLOW_WEAK_SECRET",
+            &args.jwt_allow_weak_secret,
+            defaults::JWT_ALLOW_WEAK_SECRET,
+            boolean,
+        );
+        if secret.len() < MIN_SECRET_BYTES && !weak_allowed {
+            c.fail(format!(
+                "JWT_SECRET: {} bytes is too short: an HMAC secret under {MIN_SECRET_BYTES} bytes can be guessed offline from any token it signed, and whoever guesses it signs tokens for anyone. Use {MIN_SECRET_BYTES} random bytes or more (openssl rand -base64 32), or set JWT_ALLOW_WEAK_SECRET=true to keep this one (an existing VoicePing secret, say)",
+                secret.len()
+            ));
+            return (None, None);
+        }
         return (
             Some(Verifier::hmac(secret.as_bytes())),
             Some(secret.as_bytes().to_vec()),
@@ -739,11 +784,56 @@ mod tests {
 
     fn args(f: impl FnOnce(&mut Args)) -> Args {
         let mut a = Args {
-            jwt_secret: Some("s3cret".into()),
+            jwt_secret: Some("a-secret-of-at-least-thirty-two-bytes".into()),
             ..Args::default()
         };
         f(&mut a);
         a
+    }
+
+    #[test]
+    fn a_short_hmac_secret_stops_the_start_unless_allowed() {
+        let weak = args(|a| a.jwt_secret = Some("change-me".into()));
+        let err = Config::from_args(&weak, None).expect_err("refused");
+        assert!(
+            err.0[0].starts_with("JWT_SECRET: 9 bytes is too short")
+                && err.0[0].contains("JWT_ALLOW_WEAK_SECRET=true"),
+            "{err}"
+        );
+        let allowed = args(|a| {
+            a.jwt_secret = Some("change-me".into());
+            a.jwt_allow_weak_secret = Some("true".into());
+        });
+        assert!(Config::from_args(&allowed, None).is_ok());
+    }
+
+    #[test]
+    fn tokens_without_exp_or_living_too_long_can_be_refused() {
+        let strict = args(|a| {
+            a.presence_require_exp = Some("true".into());
+            a.presence_max_token_age = Some("1d".into());
+        });
+        let config = Config::from_args(&strict, None).expect("valid");
+        let secret = b"a-secret-of-at-least-thirty-two-bytes";
+        let now = 1_800_000_000;
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+            )
+            .expect("sign")
+        };
+        let verify = |claims| config.verifier.verify(&sign(claims), now);
+        assert_eq!(
+            verify(serde_json::json!({"uid": "a"})),
+            Err(crate::auth::AuthError::NoExpiry)
+        );
+        assert_eq!(
+            verify(serde_json::json!({"uid": "a", "exp": now + 2 * 86_400})),
+            Err(crate::auth::AuthError::TooLongLived)
+        );
+        assert!(verify(serde_json::json!({"uid": "a", "exp": now + 3_600})).is_ok());
     }
 
     #[test]

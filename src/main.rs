@@ -3,13 +3,13 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use presence_router::auth::{self, Identity, Role};
-use presence_router::config::{parse_duration, Args, Config, ConfigError};
+use presence_router::config::{parse_duration, Args, Config, ConfigError, MIN_SECRET_BYTES};
 use presence_router::jwks::Jwks;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Presence for push-to-talk fleets: handsets heartbeat over WebSocket, dashboards watch.
@@ -183,7 +183,8 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
     // Checked before logging starts, so that a bad setting is one clean message.
     let no_key = args.jwt_secret.is_none()
         && args.jwt_public_key_file.is_none()
-        && args.jwt_jwks_file.is_none();
+        && args.jwt_jwks_file.is_none()
+        && args.jwt_jwks_url.is_none();
     let dev_secret = (dev && no_key).then(random_secret).transpose()?;
     let config = Config::from_args(&args, dev_secret.as_deref().map(str::as_bytes))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -194,6 +195,13 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if config
+        .secret
+        .as_ref()
+        .is_some_and(|s| s.len() < MIN_SECRET_BYTES)
+    {
+        warn!("JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (allowed by JWT_ALLOW_WEAK_SECRET): tokens can be forged by whoever guesses it from one token");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

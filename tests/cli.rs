@@ -20,16 +20,20 @@ fn terminate(child: &Child) {
 
 #[test]
 fn token_mints_a_verifiable_token() {
-    let out = output(router().env("JWT_SECRET", "cli-secret").args([
-        "token", "--user", "driver-7", "--role", "web", "--ttl", "10m",
-    ]));
+    let out = output(
+        router()
+            .env("JWT_SECRET", "cli-secret-of-at-least-thirty-two-bytes")
+            .args([
+                "token", "--user", "driver-7", "--role", "web", "--ttl", "10m",
+            ]),
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).expect("utf8");
-    let who = Verifier::hmac(b"cli-secret")
+    let who = Verifier::hmac(b"cli-secret-of-at-least-thirty-two-bytes")
         .verify(token.trim(), auth::now_secs())
         .expect("valid");
     assert_eq!((who.user_id.as_ref(), who.role), ("driver-7", Role::Web));
@@ -41,7 +45,7 @@ fn token_ttls_take_days_and_compound_durations() {
     for (ttl, secs) in [("7d", 7 * 86_400), ("1h30m", 5_400)] {
         let out = output(
             router()
-                .env("JWT_SECRET", "cli-secret")
+                .env("JWT_SECRET", "cli-secret-of-at-least-thirty-two-bytes")
                 .args(["token", "--user", "u", "--ttl", ttl]),
         );
         assert!(
@@ -51,7 +55,7 @@ fn token_ttls_take_days_and_compound_durations() {
         );
         let token = String::from_utf8(out.stdout).expect("utf8");
         let now = auth::now_secs();
-        let expires = Verifier::hmac(b"cli-secret")
+        let expires = Verifier::hmac(b"cli-secret-of-at-least-thirty-two-bytes")
             .verify(token.trim(), now)
             .expect("valid")
             .expires_at
@@ -71,12 +75,12 @@ fn checktoken_prints_the_identity_or_the_reason() {
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(b"cli-secret"),
+        &jsonwebtoken::EncodingKey::from_secret(b"cli-secret-of-at-least-thirty-two-bytes"),
     )
     .expect("sign");
     let out = output(
         router()
-            .env("JWT_SECRET", "cli-secret")
+            .env("JWT_SECRET", "cli-secret-of-at-least-thirty-two-bytes")
             .args(["checktoken", &token]),
     );
     assert!(
@@ -97,7 +101,7 @@ fn checktoken_prints_the_identity_or_the_reason() {
 
     let out = output(
         router()
-            .env("JWT_SECRET", "another-secret")
+            .env("JWT_SECRET", "another-secret-of-at-least-thirty-two-bytes")
             .args(["checktoken", &token]),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -117,7 +121,7 @@ fn config_errors_are_clean_messages_with_exit_code_2() {
     let out = output(
         router()
             .env("RUST_BACKTRACE", "1")
-            .env("JWT_SECRET", "s")
+            .env("JWT_SECRET", common::SECRET)
             .env("PRESENCE_TTL", "soon"),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -135,7 +139,11 @@ fn an_unusable_redis_url_stops_the_start() {
         "http://:hunter2@127.0.0.1:6379",
         "redis://:hunter2@127.0.0.1:port",
     ] {
-        let out = output(router().env("JWT_SECRET", "s").env("REDIS_URL", url));
+        let out = output(
+            router()
+                .env("JWT_SECRET", common::SECRET)
+                .env("REDIS_URL", url),
+        );
         assert_eq!(out.status.code(), Some(2), "{url}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("REDIS_URL"), "{stderr}");
@@ -160,7 +168,7 @@ fn help_shows_the_defaults() {
 fn bad_values_stop_the_start_naming_each_variable() {
     let out = output(
         router()
-            .env("JWT_SECRET", "s")
+            .env("JWT_SECRET", common::SECRET)
             .env("PRESENCE_TTL", "soon")
             .env("PORT", "http"),
     );

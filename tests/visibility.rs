@@ -447,7 +447,10 @@ async fn one_id_in_two_tenants_is_two_users(a: &Router, b: &Router) {
     let mut acme_view = Dashboard::connect(a, dashboard_token("acme-ops", acme.clone())).await;
     let _acme_42 = handset(a, "42", acme.clone()).await;
     acme_view.shows(&["42"]).await;
+    let mut globex_view =
+        Dashboard::connect(b, dashboard_token("globex-ops", globex.clone())).await;
     let globex_42 = handset(b, "42", globex.clone()).await;
+    globex_view.shows(&["42"]).await;
     let busy = json!({"availability": "busy", "statusText": "globex's own"});
     let reply = put_me(b, &token_with("42", Role::Mobile, globex.clone()), &busy).await;
     assert_eq!(reply.0, 200, "{}", reply.1);

@@ -55,6 +55,10 @@ pub struct ClaimRules {
     pub tenant: ClaimPath,
     /// Where the groups are.
     pub groups: ClaimPath,
+    /// Refuse a token without `exp`.
+    pub require_exp: bool,
+    /// Refuse a token whose `exp` is more than this many seconds ahead, when set.
+    pub max_lifetime: Option<u64>,
 }
 
 impl Default for ClaimRules {
@@ -69,6 +73,8 @@ impl Default for ClaimRules {
             role: path("role"),
             tenant: path("tenant"),
             groups: path("channelIds"),
+            require_exp: false,
+            max_lifetime: None,
         }
     }
 }
@@ -80,6 +86,7 @@ impl ClaimRules {
             // A bare user id, as VoicePing's mobile tokens carry: nothing else to check.
             Value::String(_) if self.issuer.is_some() => return Err(AuthError::Issuer),
             Value::String(_) if self.audience.is_some() => return Err(AuthError::Audience),
+            Value::String(_) if self.require_exp => return Err(AuthError::NoExpiry),
             Value::String(id) => return Ok(Identity::user(user_id(id)?, Role::Mobile)),
             Value::Object(object) => object,
             _ => return Err(AuthError::NoUserId),
@@ -94,6 +101,17 @@ impl ClaimRules {
                 Some(exp.max(0.0) as u64)
             }
         };
+        match expires_at {
+            None if self.require_exp => return Err(AuthError::NoExpiry),
+            Some(exp)
+                if self
+                    .max_lifetime
+                    .is_some_and(|max| exp > now.saturating_add(max)) =>
+            {
+                return Err(AuthError::TooLongLived)
+            }
+            _ => {}
+        }
         if let Some(nbf) = object.get("nbf") {
             let nbf = nbf.as_f64().ok_or(AuthError::Malformed)?;
             if (now + LEEWAY_SECS) as f64 <= nbf {

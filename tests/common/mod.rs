@@ -28,7 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 /// The HMAC secret every test router uses.
-pub const SECRET: &str = "test-secret-for-presence-router";
+pub const SECRET: &str = "test-secret-for-presence-router-of-32-bytes";
 
 /// How long a test waits for something that should happen before failing.
 pub const PATIENCE: Duration = Duration::from_secs(10);
