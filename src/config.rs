@@ -42,6 +42,10 @@ pub mod defaults {
     pub const PRESENCE_MAX_CONNECTIONS: &str = "100000";
     /// `PRESENCE_MAX_CONNECTIONS_PER_USER`.
     pub const PRESENCE_MAX_CONNECTIONS_PER_USER: &str = "32";
+    /// `PRESENCE_MAX_PENDING_CONNECTIONS`.
+    pub const PRESENCE_MAX_PENDING_CONNECTIONS: &str = "1024";
+    /// `PRESENCE_IDLE_TIMEOUT`.
+    pub const PRESENCE_IDLE_TIMEOUT: &str = "60s";
     /// `PRESENCE_API_AUTH`.
     pub const PRESENCE_API_AUTH: &str = "jwt";
     /// `PRESENCE_LIVENESS`.
@@ -109,6 +113,14 @@ pub struct Args {
     /// Most WebSocket connections of one user at once; more are refused with 429.
     #[arg(long, env = "PRESENCE_MAX_CONNECTIONS_PER_USER", default_value = defaults::PRESENCE_MAX_CONNECTIONS_PER_USER)]
     pub presence_max_connections_per_user: Option<String>,
+    /// Most sockets at once that are not (yet) WebSockets: HTTP requests, upgrades under way,
+    /// idle or slow clients; more are closed at once.
+    #[arg(long, env = "PRESENCE_MAX_PENDING_CONNECTIONS", default_value = defaults::PRESENCE_MAX_PENDING_CONNECTIONS)]
+    pub presence_max_pending_connections: Option<String>,
+    /// A socket on which no byte moves either way this long is closed (a WebSocket stays busy
+    /// through its pings: it must exceed PRESENCE_PING_INTERVAL + PRESENCE_PING_TIMEOUT).
+    #[arg(long, env = "PRESENCE_IDLE_TIMEOUT", default_value = defaults::PRESENCE_IDLE_TIMEOUT)]
+    pub presence_idle_timeout: Option<String>,
     /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS): use the Redis store.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -208,6 +220,10 @@ pub struct Config {
     pub max_connections: usize,
     /// See [`Args::presence_max_connections_per_user`].
     pub max_connections_per_user: usize,
+    /// See [`Args::presence_max_pending_connections`].
+    pub max_pending_connections: usize,
+    /// See [`Args::presence_idle_timeout`].
+    pub idle_timeout: Duration,
     /// Whether the bulk API needs a token.
     pub api_auth: bool,
     /// See [`Args::presence_liveness`].
@@ -429,6 +445,18 @@ impl Config {
             defaults::PRESENCE_MAX_CONNECTIONS_PER_USER,
             positive,
         );
+        let max_pending_connections = c.get(
+            "PRESENCE_MAX_PENDING_CONNECTIONS",
+            &args.presence_max_pending_connections,
+            defaults::PRESENCE_MAX_PENDING_CONNECTIONS,
+            positive,
+        );
+        let idle_timeout = c.get(
+            "PRESENCE_IDLE_TIMEOUT",
+            &args.presence_idle_timeout,
+            defaults::PRESENCE_IDLE_TIMEOUT,
+            parse_duration,
+        );
         let api_auth = c.get(
             "PRESENCE_API_AUTH",
             &args.presence_api_auth,
@@ -479,6 +507,12 @@ impl Config {
                 c.fail(format!("{var}: must be more than 0"));
             }
         }
+        if idle_timeout <= ping_interval + ping_timeout {
+            c.fail(format!(
+                "PRESENCE_IDLE_TIMEOUT: {idle_timeout:?} must exceed PRESENCE_PING_INTERVAL + PRESENCE_PING_TIMEOUT ({:?}): an idle WebSocket moves only through its pings",
+                ping_interval + ping_timeout
+            ));
+        }
         let redis_url = redis_url(&mut c, args);
         let (verifier, secret) = keys(&mut c, args, dev_secret);
         let jwks = jwks_source(&mut c, args);
@@ -500,6 +534,8 @@ impl Config {
                 dashboard_queue,
                 max_connections,
                 max_connections_per_user,
+                max_pending_connections,
+                idle_timeout,
                 api_auth,
                 liveness,
                 verifier,

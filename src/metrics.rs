@@ -13,6 +13,8 @@ pub struct Metrics {
     pub dashboard_connections: AtomicU64,
     /// Store writes waiting to be sent, as sampled at the last scrape.
     pub store_write_backlog: AtomicU64,
+    /// Sockets not upgraded (HTTP, upgrades under way), as sampled at the last scrape.
+    pub pending_connections: AtomicU64,
     /// WebSocket upgrades refused for a bad token.
     pub auth_failures: AtomicU64,
     /// HEARTBEAT frames received.
@@ -33,6 +35,8 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     /// Bulk status requests answered.
     pub bulk_requests: AtomicU64,
+    /// Sockets closed at accept: too many not upgraded.
+    pub sockets_refused: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -55,7 +59,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let series: [(&str, &str, &str, &AtomicU64); 13] = [
+        let series: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "presence_connections_mobile",
                 "gauge",
@@ -67,6 +71,12 @@ impl Metrics {
                 "gauge",
                 "Open web/dashboard connections.",
                 &self.dashboard_connections,
+            ),
+            (
+                "presence_connections_pending",
+                "gauge",
+                "Open sockets that are not WebSockets (HTTP requests, upgrades under way, idle clients), this scrape's included.",
+                &self.pending_connections,
             ),
             (
                 "presence_store_write_backlog",
@@ -133,6 +143,12 @@ impl Metrics {
                 "counter",
                 "Bulk status requests answered.",
                 &self.bulk_requests,
+            ),
+            (
+                "presence_sockets_refused_total",
+                "counter",
+                "Sockets closed at accept because PRESENCE_MAX_PENDING_CONNECTIONS were not upgraded.",
+                &self.sockets_refused,
             ),
         ];
         for (name, kind, help, value) in series {

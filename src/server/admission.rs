@@ -1,5 +1,7 @@
-//! Who may open one more WebSocket: a cap on all of them (`PRESENCE_MAX_CONNECTIONS`), taken as
-//! a permit before the 101 so that concurrent upgrades cannot overshoot it, and a cap per user
+//! Who may open one more connection: a cap on sockets not (yet) upgraded
+//! (`PRESENCE_MAX_PENDING_CONNECTIONS`), taken at accept, so that idle or slow sockets cannot
+//! use up the process's files; a cap on WebSockets (`PRESENCE_MAX_CONNECTIONS`), taken as a
+//! permit before the 101 so that concurrent upgrades cannot overshoot it; and a cap per user
 //! (`PRESENCE_MAX_CONNECTIONS_PER_USER`), so that one leaked token cannot take every slot.
 
 use std::collections::HashMap;
@@ -15,9 +17,11 @@ pub enum Refusal {
     UserFull,
 }
 
-/// The caps, shared by every upgrade.
+/// The caps, shared by every connection.
 #[derive(Debug)]
 pub struct Admission {
+    max_pending: usize,
+    pending: Arc<Semaphore>,
     slots: Arc<Semaphore>,
     per_user: Mutex<HashMap<Arc<str>, usize>>,
     max_per_user: usize,
@@ -32,16 +36,31 @@ pub struct Ticket {
 }
 
 impl Admission {
-    /// At most `max` connections in all and `max_per_user` per user.
-    pub fn new(max: usize, max_per_user: usize) -> Arc<Admission> {
+    /// At most `max_pending` sockets not upgraded, `max` WebSockets in all and `max_per_user`
+    /// per user.
+    pub fn new(max_pending: usize, max: usize, max_per_user: usize) -> Arc<Admission> {
+        let semaphore = |n: usize| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        let max_pending = max_pending.min(Semaphore::MAX_PERMITS);
         Arc::new(Admission {
-            slots: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
+            max_pending,
+            pending: semaphore(max_pending),
+            slots: semaphore(max),
             per_user: Mutex::new(HashMap::new()),
             max_per_user,
         })
     }
 
-    /// Admits one more connection of `user` (the store's id of the user), or says why not.
+    /// A slot for an accepted socket until it upgrades or closes; `None` when all are taken.
+    pub fn socket(&self) -> Option<OwnedSemaphorePermit> {
+        self.pending.clone().try_acquire_owned().ok()
+    }
+
+    /// How many sockets hold a pending slot now.
+    pub fn pending(&self) -> usize {
+        self.max_pending - self.pending.available_permits()
+    }
+
+    /// Admits one more WebSocket of `user` (the store's id of the user), or says why not.
     pub fn admit(self: &Arc<Self>, user: &Arc<str>) -> Result<Ticket, Refusal> {
         let slot = self
             .slots
@@ -84,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_caps_hold_and_slots_come_back() {
-        let admission = Admission::new(3, 2);
+        let admission = Admission::new(8, 3, 2);
         let (alice, bob) = (Arc::from("alice"), Arc::from("bob"));
         let a1 = admission.admit(&alice).expect("first");
         let _a2 = admission.admit(&alice).expect("second");
@@ -97,8 +116,18 @@ mod tests {
     }
 
     #[test]
+    fn sockets_not_upgraded_have_their_own_cap() {
+        let admission = Admission::new(2, 10, 10);
+        let first = admission.socket().expect("first");
+        let _second = admission.socket().expect("second");
+        assert!(admission.socket().is_none());
+        drop(first);
+        assert!(admission.socket().is_some());
+    }
+
+    #[test]
     fn a_user_refused_leaves_no_count_behind() {
-        let admission = Admission::new(10, 1);
+        let admission = Admission::new(8, 10, 1);
         let carol: Arc<str> = Arc::from("carol");
         let ticket = admission.admit(&carol).expect("first");
         assert!(admission.admit(&carol).is_err());

@@ -39,11 +39,12 @@ const READ_BUFFER_BYTES: usize = 128;
 pub async fn handle<S: PresenceStore>(
     ctx: Arc<Context<S>>,
     req: Request<Incoming>,
+    pending: PendingSlot,
 ) -> Result<Reply, Infallible> {
     let path = req.uri().path();
     let reply = match (req.method(), path) {
         (&Method::OPTIONS, _) => preflight(),
-        (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req).await,
+        (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req, &pending).await,
         (&Method::GET, "/" | "/ws") => {
             error(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required")
         }
@@ -58,6 +59,9 @@ pub async fn handle<S: PresenceStore>(
             ctx.metrics
                 .store_write_backlog
                 .store(backlog, Ordering::Relaxed);
+            ctx.metrics
+                .pending_connections
+                .store(ctx.admission.pending() as u64, Ordering::Relaxed);
             text(ctx.metrics.render())
         }
         _ => match allowed_methods(path) {
@@ -72,6 +76,22 @@ pub async fn handle<S: PresenceStore>(
         },
     };
     Ok(with_cors(reply))
+}
+
+/// A socket's slot among those not upgraded, shared by the requests on it and given back when
+/// it upgrades (or closes).
+#[derive(Clone)]
+pub struct PendingSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl PendingSlot {
+    /// Holds `permit` for the socket.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        PendingSlot(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    fn release(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// The reply of an API handler, whether it ended well or was refused.
@@ -193,7 +213,11 @@ fn ready<S: PresenceStore>(ctx: &Context<S>) -> Reply {
 }
 
 /// Checks the upgrade and the token, answers 101 and hands the socket to a session.
-async fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incoming>) -> Reply {
+async fn upgrade<S: PresenceStore>(
+    ctx: &Arc<Context<S>>,
+    mut req: Request<Incoming>,
+    pending: &PendingSlot,
+) -> Reply {
     let accept = match handshake::accept_key(&req) {
         Ok(accept) => accept,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
@@ -232,6 +256,8 @@ async fn upgrade<S: PresenceStore>(ctx: &Arc<Context<S>>, mut req: Request<Incom
         device_id: credentials.device_id.map(Arc::from),
         conn_id: ctx.next_conn.fetch_add(1, Ordering::Relaxed),
     };
+    // A WebSocket from now on: counted by its own cap, no longer by the one of pending sockets.
+    pending.release();
     let counted = session::Counted::new(ctx.clone(), peer.identity.role, ticket);
     let span = tracing::info_span!(
         "conn",

@@ -7,6 +7,7 @@
 mod admission;
 mod api;
 mod connection;
+mod deadline;
 mod handshake;
 mod http;
 mod session;
@@ -14,10 +15,11 @@ mod session;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::jwks::Jwks;
-use crate::metrics::Metrics;
+use crate::metrics::{inc, Metrics};
 use crate::store::PresenceStore;
 use crate::tasks::Tasks;
 use admission::Admission;
+use deadline::Deadline;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::atomic::AtomicU64;
@@ -30,6 +32,9 @@ use tracing::{info, warn};
 
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The most a request head may take in bytes (hyper's read buffer, whose floor is 8 KiB).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +73,11 @@ pub async fn run<S: PresenceStore>(
         tasks.spawn_service("token keys", jwks.clone().run(shutdown.clone()));
         jwks
     });
-    let admission = Admission::new(config.max_connections, config.max_connections_per_user);
+    let admission = Admission::new(
+        config.max_pending_connections,
+        config.max_connections,
+        config.max_connections_per_user,
+    );
     let ctx = Arc::new(Context {
         config,
         store,
@@ -114,16 +123,26 @@ pub async fn run<S: PresenceStore>(
     }
 }
 
-/// Serves one TCP connection with hyper, upgrades included.
+/// Serves one TCP connection with hyper, upgrades included; closes it at once when the sockets
+/// not upgraded are at their cap.
 async fn serve<S: PresenceStore>(ctx: Arc<Context<S>>, stream: TcpStream) {
+    let Some(pending) = ctx.admission.socket() else {
+        inc(&ctx.metrics.sockets_refused);
+        return;
+    };
+    let pending = http::PendingSlot::new(pending);
     // Presence frames are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| http::handle(service_ctx.clone(), req));
+    let service = hyper::service::service_fn(move |req| {
+        http::handle(service_ctx.clone(), req, pending.clone())
+    });
+    let io = Deadline::new(stream, ctx.config.idle_timeout);
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
