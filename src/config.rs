@@ -46,6 +46,12 @@ pub mod defaults {
     pub const PRESENCE_MAX_PENDING_CONNECTIONS: &str = "1024";
     /// `PRESENCE_IDLE_TIMEOUT`.
     pub const PRESENCE_IDLE_TIMEOUT: &str = "60s";
+    /// `PRESENCE_MAX_FRAMES_PER_SECOND`.
+    pub const PRESENCE_MAX_FRAMES_PER_SECOND: &str = "200";
+    /// `PRESENCE_MAX_BYTES_PER_SECOND`.
+    pub const PRESENCE_MAX_BYTES_PER_SECOND: &str = "262144";
+    /// `PRESENCE_BULK_RATE`.
+    pub const PRESENCE_BULK_RATE: &str = "20";
     /// `PRESENCE_API_AUTH`.
     pub const PRESENCE_API_AUTH: &str = "jwt";
     /// `PRESENCE_LIVENESS`.
@@ -121,6 +127,16 @@ pub struct Args {
     /// through its pings: it must exceed PRESENCE_PING_INTERVAL + PRESENCE_PING_TIMEOUT).
     #[arg(long, env = "PRESENCE_IDLE_TIMEOUT", default_value = defaults::PRESENCE_IDLE_TIMEOUT)]
     pub presence_idle_timeout: Option<String>,
+    /// Messages per second one WebSocket may send (twice that in a burst); more are slowed
+    /// down, and a connection over it for 5 s is closed with 1008.
+    #[arg(long, env = "PRESENCE_MAX_FRAMES_PER_SECOND", default_value = defaults::PRESENCE_MAX_FRAMES_PER_SECOND)]
+    pub presence_max_frames_per_second: Option<String>,
+    /// Bytes per second one WebSocket may send (twice that in a burst), as for frames.
+    #[arg(long, env = "PRESENCE_MAX_BYTES_PER_SECOND", default_value = defaults::PRESENCE_MAX_BYTES_PER_SECOND)]
+    pub presence_max_bytes_per_second: Option<String>,
+    /// Presence API requests per second per token (twice that in a burst); more get 429.
+    #[arg(long, env = "PRESENCE_BULK_RATE", default_value = defaults::PRESENCE_BULK_RATE)]
+    pub presence_bulk_rate: Option<String>,
     /// Redis URL (`redis://[:password@]host:port[/db]`, `rediss://` for TLS): use the Redis store.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -224,6 +240,12 @@ pub struct Config {
     pub max_pending_connections: usize,
     /// See [`Args::presence_idle_timeout`].
     pub idle_timeout: Duration,
+    /// See [`Args::presence_max_frames_per_second`].
+    pub max_frames_per_second: u32,
+    /// See [`Args::presence_max_bytes_per_second`].
+    pub max_bytes_per_second: u32,
+    /// See [`Args::presence_bulk_rate`].
+    pub bulk_rate: u32,
     /// Whether the bulk API needs a token.
     pub api_auth: bool,
     /// See [`Args::presence_liveness`].
@@ -451,6 +473,30 @@ impl Config {
             defaults::PRESENCE_MAX_PENDING_CONNECTIONS,
             positive,
         );
+        let rate = |c: &mut Checker, var: &str, value: &Option<String>, default: &str| {
+            c.get(var, value, default, |text| {
+                positive(text)
+                    .and_then(|n| u32::try_from(n).map_err(|_| format!("{n} is out of range")))
+            })
+        };
+        let max_frames_per_second = rate(
+            &mut c,
+            "PRESENCE_MAX_FRAMES_PER_SECOND",
+            &args.presence_max_frames_per_second,
+            defaults::PRESENCE_MAX_FRAMES_PER_SECOND,
+        );
+        let max_bytes_per_second = rate(
+            &mut c,
+            "PRESENCE_MAX_BYTES_PER_SECOND",
+            &args.presence_max_bytes_per_second,
+            defaults::PRESENCE_MAX_BYTES_PER_SECOND,
+        );
+        let bulk_rate = rate(
+            &mut c,
+            "PRESENCE_BULK_RATE",
+            &args.presence_bulk_rate,
+            defaults::PRESENCE_BULK_RATE,
+        );
         let idle_timeout = c.get(
             "PRESENCE_IDLE_TIMEOUT",
             &args.presence_idle_timeout,
@@ -536,6 +582,9 @@ impl Config {
                 max_connections_per_user,
                 max_pending_connections,
                 idle_timeout,
+                max_frames_per_second,
+                max_bytes_per_second,
+                bulk_rate,
                 api_auth,
                 liveness,
                 verifier,

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub bulk_requests: AtomicU64,
     /// Sockets closed at accept: too many not upgraded.
     pub sockets_refused: AtomicU64,
+    /// Connections closed for sending over their rate for too long.
+    pub floods_closed: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -59,7 +61,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let series: [(&str, &str, &str, &AtomicU64); 15] = [
+        let series: [(&str, &str, &str, &AtomicU64); 16] = [
             (
                 "presence_connections_mobile",
                 "gauge",
@@ -149,6 +151,12 @@ impl Metrics {
                 "counter",
                 "Sockets closed at accept because PRESENCE_MAX_PENDING_CONNECTIONS were not upgraded.",
                 &self.sockets_refused,
+            ),
+            (
+                "presence_floods_closed_total",
+                "counter",
+                "WebSockets closed with 1008 for sending over PRESENCE_MAX_FRAMES_PER_SECOND or PRESENCE_MAX_BYTES_PER_SECOND for 5 s.",
+                &self.floods_closed,
             ),
         ];
         for (name, kind, help, value) in series {

@@ -128,3 +128,64 @@ async fn an_idle_websocket_stays_open_through_its_pings() {
     phone.heartbeat("driver-1").await;
     assert_eq!(dashboard.next_update().await["status"], "online");
 }
+
+/// A socket flooding frames is slowed to its rate and then closed with 1008, while a handset and
+/// a dashboard on the same router are served as usual.
+#[tokio::test]
+async fn a_flood_of_frames_is_throttled_then_closed_and_nobody_else_notices() {
+    let router = Router::start(|a| {
+        a.presence_max_frames_per_second = Some("100".into());
+        a.presence_offline_debounce = Some("0".into());
+    })
+    .await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let mut flooder = Client::mobile(&router, "flooder", "phone").await;
+    assert_eq!(dashboard.next_update().await["userId"], "flooder");
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let beat = common::heartbeat_frame("flooder");
+        while flooder.ws_send_raw(beat.clone()).await.is_ok() {
+            if started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+        flooder.closed_with().await
+    });
+    // Meanwhile a handset comes and goes, seen at once.
+    let phone = Client::mobile(&router, "driver-1", "phone").await;
+    let online = Instant::now();
+    assert_eq!(dashboard.next_update().await["userId"], "driver-1");
+    assert!(online.elapsed() < Duration::from_secs(1));
+    phone.close().await;
+    assert_eq!(dashboard.next_update().await["status"], "offline");
+    assert_eq!(flood.await.expect("flood task"), Some(1008));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+}
+
+/// One token asking the presence API too often gets 429 with `Retry-After`; another token does
+/// not.
+#[tokio::test]
+async fn one_token_asking_too_often_gets_429_with_retry_after() {
+    let router = Router::start(|a| a.presence_bulk_rate = Some("5".into())).await;
+    let greedy = common::token("greedy", presence_router::auth::Role::Web);
+    let body = r#"{"userIds":["driver-1"]}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(common::bulk(&router, Some(&greedy), body).await);
+    }
+    let refused = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("some requests refused");
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    assert!(refused.json()["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("Too many requests")));
+    assert!(
+        statuses.iter().take(10).all(|r| r.status == 200),
+        "the burst passes"
+    );
+    let other = common::token("polite", presence_router::auth::Role::Web);
+    assert_eq!(common::bulk(&router, Some(&other), body).await.status, 200);
+}

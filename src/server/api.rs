@@ -11,7 +11,7 @@ use crate::store::{PresenceStore, StoreError};
 use crate::visibility::{scoped, unscoped, user_key, Viewer};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -45,20 +45,43 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 /// Who is asking, from the Bearer token; without API auth, a caller with neither tenant nor
-/// groups (who never sees another tenant's users). Also refuses while presence is disabled.
+/// groups (who never sees another tenant's users). Refuses a token over its rate
+/// (`PRESENCE_BULK_RATE`: 429 with `Retry-After`; without API auth all callers share one), and
+/// everyone while presence is disabled.
 async fn caller<S>(ctx: &Context<S>, req: &Request<Incoming>) -> Result<Viewer, Box<Reply>> {
-    let viewer = if ctx.config.api_auth {
+    let (viewer, token) = if ctx.config.api_auth {
         let checked = match bearer(req.headers().get(AUTHORIZATION)) {
-            Ok(token) => verify(ctx, Some(token)).await,
+            Ok(token) => verify(ctx, Some(token))
+                .await
+                .map(|identity| (identity, token)),
             Err(why) => Err(why),
         };
         match checked {
-            Ok(identity) => Viewer::of(&identity),
+            Ok((identity, token)) => (Viewer::of(&identity), token),
             Err(why) => return Err(Box::new(unauthorized(&why.to_string()))),
         }
     } else {
-        Viewer::of(&Identity::user(Arc::from(""), auth::Role::Web))
+        (
+            Viewer::of(&Identity::user(Arc::from(""), auth::Role::Web)),
+            "",
+        )
     };
+    let allowed = ctx
+        .bulk_limits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .request(token, tokio::time::Instant::now());
+    if let Err(wait) = allowed {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut reply = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many requests: retry after {seconds} s"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            reply.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return Err(Box::new(reply));
+    }
     if !ctx.config.presence_enabled {
         return Err(Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,

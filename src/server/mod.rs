@@ -10,6 +10,7 @@ mod connection;
 mod deadline;
 mod handshake;
 mod http;
+mod limits;
 mod session;
 
 use crate::clock::Clock;
@@ -22,6 +23,7 @@ use admission::Admission;
 use deadline::Deadline;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use limits::BulkLimits;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,8 @@ pub(crate) struct Context<S> {
     pub jwks: Option<Arc<Jwks>>,
     /// The connection caps.
     pub admission: Arc<Admission>,
+    /// The presence API's rate per token.
+    pub bulk_limits: std::sync::Mutex<BulkLimits>,
 }
 
 /// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
@@ -73,6 +77,7 @@ pub async fn run<S: PresenceStore>(
         tasks.spawn_service("token keys", jwks.clone().run(shutdown.clone()));
         jwks
     });
+    let bulk_rate = config.bulk_rate;
     let admission = Admission::new(
         config.max_pending_connections,
         config.max_connections,
@@ -89,6 +94,7 @@ pub async fn run<S: PresenceStore>(
         next_conn: AtomicU64::new(1),
         jwks,
         admission,
+        bulk_limits: std::sync::Mutex::new(BulkLimits::new(bulk_rate)),
     });
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -8,6 +8,7 @@
 
 use super::admission::Ticket;
 use super::connection::{Connection, Inbound};
+use super::limits::{InboundLimits, Verdict};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
@@ -273,6 +274,11 @@ async fn serve<S: PresenceStore>(
     let mut flush_timer: Option<Pin<Box<Sleep>>> = None;
     let mut flush_armed: Option<Millis> = None;
     let mut refusals = Refusals::new(Instant::now());
+    let mut limits = InboundLimits::new(
+        config.max_frames_per_second,
+        config.max_bytes_per_second,
+        Instant::now(),
+    );
     loop {
         if gate.flush_at() != flush_armed {
             flush_armed = gate.flush_at();
@@ -286,6 +292,17 @@ async fn serve<S: PresenceStore>(
             _ = &mut shutdown => return Ending::Close(1001, "server shutting down"),
             inbound = conn.read() => {
                 keepalive.last_inbound = Instant::now();
+                if let Inbound::Binary(bytes) = &inbound {
+                    match limits.message(bytes.len(), keepalive.last_inbound) {
+                        Verdict::Pass => {}
+                        // Read nothing more meanwhile: the sender's own socket backs up.
+                        Verdict::Throttle(wait) => tokio::time::sleep(wait).await,
+                        Verdict::Close => {
+                            inc(&ctx.metrics.floods_closed);
+                            return Ending::Close(1008, "too many messages: slow down");
+                        }
+                    }
+                }
                 let refusal = match inbound {
                     Inbound::Binary(bytes) => match Frame::decode(&bytes) {
                         Err(e) => Some((ErrorCode::BadFrame, e.to_string())),
