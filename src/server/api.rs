@@ -172,36 +172,72 @@ struct BulkReply<'a> {
     timestamp: u64,
 }
 
+/// A bulk status request, checked: the ids as asked (echoed in the reply) and as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkRequest {
+    /// Each element of `userIds` as it was sent.
+    pub asked: Vec<Value>,
+    /// The same, as the user ids they name (a number by its decimal text).
+    pub ids: Vec<String>,
+}
+
+/// Why a bulk status body is refused (400); the message is the reply's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BulkError {
+    /// Not JSON.
+    #[error("Invalid JSON")]
+    Json,
+    /// No `userIds` array.
+    #[error("userIds must be an array")]
+    NotAnArray,
+    /// An element that is neither a string nor a number.
+    #[error("userIds must hold only strings or numbers")]
+    BadId,
+    /// More ids than allowed.
+    #[error("Too many userIds: at most {0} per request")]
+    TooMany(usize),
+}
+
+/// Parses a bulk status body: JSON, shape and count, in that order; at most `max_ids` ids.
+pub fn bulk_request(body: &[u8], max_ids: usize) -> Result<BulkRequest, BulkError> {
+    let request: Value = serde_json::from_slice(body).map_err(|_| BulkError::Json)?;
+    let Some(Value::Array(asked)) = request.get("userIds") else {
+        return Err(BulkError::NotAnArray);
+    };
+    let ids = asked
+        .iter()
+        .map(|id| match id {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(BulkError::BadId),
+        })
+        .collect::<Result<Vec<String>, BulkError>>()?;
+    if ids.len() > max_ids {
+        return Err(BulkError::TooMany(max_ids));
+    }
+    Ok(BulkRequest {
+        asked: asked.clone(),
+        ids,
+    })
+}
+
 /// `POST /api/presence/status`: checks auth, size, JSON, shape and count, in that order.
 pub(super) async fn bulk_status<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Answer {
     let viewer = caller(ctx, &req).await?;
-    let request = read_json(ctx, req).await?;
-    let Some(Value::Array(asked)) = request.get("userIds") else {
-        return refuse(StatusCode::BAD_REQUEST, "userIds must be an array");
+    let body = read_body(ctx, req).await?;
+    let request = match bulk_request(&body, ctx.config.bulk_max_ids) {
+        Ok(request) => request,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, &why.to_string()),
     };
-    let mut ids = Vec::with_capacity(asked.len().min(ctx.config.bulk_max_ids));
-    for id in asked {
-        match id {
-            Value::String(s) => ids.push(scoped(viewer.tenant(), s)),
-            Value::Number(n) => ids.push(scoped(viewer.tenant(), &n.to_string())),
-            _ => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "userIds must hold only strings or numbers",
-                )
-            }
-        }
-    }
-    if ids.len() > ctx.config.bulk_max_ids {
-        let message = format!(
-            "Too many userIds: at most {} per request",
-            ctx.config.bulk_max_ids
-        );
-        return refuse(StatusCode::BAD_REQUEST, &message);
-    }
+    let asked = &request.asked;
+    let ids: Vec<Arc<str>> = request
+        .ids
+        .iter()
+        .map(|id| scoped(viewer.tenant(), id))
+        .collect();
     let views = visible(ctx, &viewer, &ids).await?;
     inc(&ctx.metrics.bulk_requests);
     serialised(&BulkReply {
@@ -379,9 +415,12 @@ fn percent_decoded(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// A request's JSON body, read within the body limit and [`BODY_READ_TIMEOUT`]; or the 4xx
-/// that says why not.
-async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value, Box<Reply>> {
+/// A request's body, read within the body limit and [`BODY_READ_TIMEOUT`]; or the 4xx that
+/// says why not.
+async fn read_body<S>(
+    ctx: &Context<S>,
+    req: Request<Incoming>,
+) -> Result<bytes::Bytes, Box<Reply>> {
     let refused = |status, message| Err(Box::new(error(status, message)));
     let limit = ctx.config.max_body_bytes;
     let declared = req
@@ -401,8 +440,7 @@ async fn read_json<S>(ctx: &Context<S>, req: Request<Incoming>) -> Result<Value,
         Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "Could not read the request body"),
         Err(_) => return refused(StatusCode::REQUEST_TIMEOUT, "Request body too slow"),
     };
-    serde_json::from_slice::<Value>(&body)
-        .or_else(|_| refused(StatusCode::BAD_REQUEST, "Invalid JSON"))
+    Ok(body)
 }
 
 /// `PUT /api/presence/me` `{availability, statusText?}`: the token's user states their
@@ -422,7 +460,10 @@ pub(super) async fn state_mine<S: PresenceStore>(
     if !ctx.config.presence_enabled {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }
-    let request = read_json(ctx, req).await?;
+    let body = read_body(ctx, req).await?;
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "Invalid JSON");
+    };
     let Some(availability) = request.get("availability").and_then(Value::as_str) else {
         return refuse(
             StatusCode::BAD_REQUEST,

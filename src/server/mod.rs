@@ -13,6 +13,9 @@ mod http;
 mod limits;
 mod session;
 
+pub use api::{bulk_request, BulkError, BulkRequest};
+pub use handshake::{check_device_id, credentials, BadDeviceId, Credentials};
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::jwks::Jwks;

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod redis_server;
+pub mod rng;
 pub mod strict;
 pub mod tls;
 pub mod view;

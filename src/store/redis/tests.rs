@@ -12,6 +12,9 @@
 #[allow(dead_code)]
 mod redis_server;
 
+#[path = "../../../tests/common/rng.rs"]
+mod rng;
+
 use super::{records, RedisStore, Write};
 use crate::clock::Clock;
 use crate::presence::{
@@ -21,6 +24,7 @@ use crate::presence::{
 use crate::store::{Device, FeedEvent, PresenceStore};
 use crate::tasks::Tasks;
 use fred::prelude::SetsInterface;
+use rng::Rng;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,22 +42,6 @@ const ROUTERS: usize = 2;
 const CONNS_PER_ROUTER: u64 = 3;
 const SEEDS: u64 = 24;
 const STEPS: usize = 60;
-
-/// xorshift64*: the same sequences on every run, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Conn {
