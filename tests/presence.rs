@@ -277,3 +277,24 @@ async fn heartbeating_handsets_and_the_strict_rule_are_held_to_heartbeats() {
         router.stop().await;
     }
 }
+
+/// CONNECTION_TEST is answered to its sender with CONNECTION_ACK, the payload echoed, as the
+/// VoicePing router does (addressed to the authenticated user, whatever `fromId` says).
+#[tokio::test]
+async fn a_connection_test_is_acknowledged_with_its_payload() {
+    let router = Router::start(|_| {}).await;
+    let mut phone = Client::mobile(&router, "driver-1", "phone").await;
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(5).uint(0).uint(25).str("someone-else").uint(0);
+    e.map(1).str("sent").uint(1_702_281_234_567);
+    phone.send(e.into_bytes()).await;
+    assert_eq!(
+        phone.next_frame().await,
+        json!([1, 26, 0, "driver-1", {"sent": 1_702_281_234_567u64}])
+    );
+    let mut e = presence_router::wire::Encoder::default();
+    e.array(3).uint(1).uint(25).str("driver-1");
+    phone.send(e.into_bytes()).await;
+    assert_eq!(phone.next_frame().await, json!([1, 26, 0, "driver-1"]));
+    router.stop().await;
+}

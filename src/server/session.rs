@@ -18,8 +18,8 @@ use crate::presence::{
 use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
 use crate::visibility::{joining, may_join, scoped, user_key, Show, Viewer};
 use crate::wire::{
-    encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode, Frame,
-    MessageType, Value,
+    encode_connection_ack, encode_error, encode_snapshot, encode_unauthorized_group, encode_update,
+    ErrorCode, Frame, MessageType, Value,
 };
 use bytes::Bytes;
 use std::pin::Pin;
@@ -330,6 +330,16 @@ async fn serve<S: PresenceStore>(
                                 Ok(None) => None,
                                 Err(refusal) => Some(refusal),
                             }
+                        }
+                        Ok(frame) if frame.message_type == MessageType::CONNECTION_TEST => {
+                            if mobile && signs.other() {
+                                alive(ctx, device, &mut gate).await;
+                            }
+                            let ack = encode_connection_ack(&peer.identity.user_id, frame.payload);
+                            if conn.send(Bytes::from(ack)).await.is_err() {
+                                return Ending::Drop;
+                            }
+                            None
                         }
                         Ok(frame) if frame.message_type == MessageType::SET_AVAILABILITY => {
                             Box::pin(state(ctx, peer, device, &frame)).await.err()

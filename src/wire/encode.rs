@@ -129,6 +129,12 @@ impl Encoder {
         self
     }
 
+    /// Writes one MessagePack value already encoded (a payload echoed as it came).
+    pub fn raw(&mut self, value: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(value);
+        self
+    }
+
     /// Writes an array header for `len` elements.
     pub fn array(&mut self, len: usize) -> &mut Self {
         self.container(len, 0x90, 0xdc, 0xdd)

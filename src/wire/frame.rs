@@ -21,6 +21,10 @@ impl MessageType {
     pub const USER_ADD: MessageType = MessageType(15);
     /// The sender leaves the group named by `toId` (VoicePing's USER_REMOVE).
     pub const USER_REMOVE: MessageType = MessageType(16);
+    /// A client asks whether its connection works.
+    pub const CONNECTION_TEST: MessageType = MessageType(25);
+    /// The answer to a CONNECTION_TEST, its payload echoed.
+    pub const CONNECTION_ACK: MessageType = MessageType(26);
     /// The sender may not use that group, sent to the sender.
     pub const UNAUTHORIZED_GROUP: MessageType = MessageType(27);
     /// The last number of the VoicePing push-to-talk protocol (0 to 27).

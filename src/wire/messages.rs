@@ -1,5 +1,5 @@
 //! The frames the router sends: PRESENCE_UPDATE, PRESENCE_SNAPSHOT, PRESENCE_ERROR and
-//! VoicePing's UNAUTHORIZED_GROUP.
+//! VoicePing's UNAUTHORIZED_GROUP and CONNECTION_ACK.
 //!
 //! Map keys are written in a fixed order, the one documented in `protocol/PROTOCOL.md`; optional
 //! fields are left out rather than written as `undefined`.
@@ -101,6 +101,21 @@ pub fn encode_unauthorized_group(from: &str, group: Id<'_>) -> Vec<u8> {
         Id::Str(s) => e.str(s),
     };
     e.str("Unauthorized Group");
+    e.into_bytes()
+}
+
+/// `[1, 26, 0, <user id>, payload]` (4 elements without a payload), as VoicePing answers a
+/// CONNECTION_TEST: the payload comes back byte for byte.
+pub fn encode_connection_ack(to: &str, payload: Option<&[u8]>) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(16 + to.len() + payload.map_or(0, <[u8]>::len));
+    e.array(4 + usize::from(payload.is_some()))
+        .uint(1)
+        .uint(MessageType::CONNECTION_ACK.0)
+        .uint(0)
+        .str(to);
+    if let Some(payload) = payload {
+        e.raw(payload);
+    }
     e.into_bytes()
 }
 

@@ -13,5 +13,6 @@ pub use decode::{decode_value, DecodeError, Value};
 pub use encode::Encoder;
 pub use frame::{ChannelType, Frame, FrameError, Id, MessageType};
 pub use messages::{
-    encode_error, encode_snapshot, encode_unauthorized_group, encode_update, ErrorCode,
+    encode_connection_ack, encode_error, encode_snapshot, encode_unauthorized_group, encode_update,
+    ErrorCode,
 };
