@@ -4,10 +4,11 @@
 
 mod common;
 
+#[path = "../fuzz/targets.rs"]
+mod targets;
+
 use common::rng::Rng;
 use presence_router::auth::{self, Role, Verifier};
-use presence_router::server::{bulk_request, check_device_id, credentials};
-use presence_router::wire::Frame;
 use std::time::Instant;
 
 /// Inputs made from valid ones, the same on every run.
@@ -77,11 +78,7 @@ fn the_frame_decoder_survives_mutated_frames() {
             0x95, 0x01, 0x03, 0xa1, 0x61, 0xa1, 0x62, 0xc4, 0x02, 0x00, 0x01,
         ],
     ];
-    smoke("frame_decode", &seeds, 1_000_000, |input| {
-        if let Ok(frame) = Frame::decode(input) {
-            let _ = frame.payload_value();
-        }
-    });
+    smoke("frame_decode", &seeds, 1_000_000, targets::frame_decode);
 }
 
 #[test]
@@ -109,7 +106,7 @@ fn the_token_verifier_survives_mutated_tokens() {
         ]),
     ];
     smoke("token_verify", &seeds, 200_000, |input| {
-        let _ = verifier.verify(&String::from_utf8_lossy(input), auth::now_secs());
+        targets::token_verify(&verifier, input, auth::now_secs())
     });
 }
 
@@ -119,22 +116,7 @@ fn the_handshake_survives_mutated_requests() {
         b"token=abc&device_id=phone-1\nabc\nphone, other".to_vec(),
         b"device_id=Google_Pixel%202_google%2Fwalleye\n\xe2\x80\xae\n".to_vec(),
     ];
-    smoke("handshake", &seeds, 300_000, |input| {
-        let text = String::from_utf8_lossy(input);
-        let mut parts = text.splitn(3, '\n');
-        let query = parts.next().unwrap_or_default();
-        let mut request = hyper::Request::builder().uri(format!("/ws?{query}"));
-        for value in parts {
-            for name in ["token", "device_id", "sec-websocket-protocol"] {
-                request = request.header(name, value);
-            }
-        }
-        if let Ok(request) = request.body(()) {
-            if let Some(device) = credentials(&request).device_id {
-                let _ = check_device_id(&device);
-            }
-        }
-    });
+    smoke("handshake", &seeds, 300_000, targets::handshake);
 }
 
 #[test]
@@ -143,7 +125,5 @@ fn the_bulk_parser_survives_mutated_bodies() {
         br#"{"userIds":["driver-1",42,"driver-3"]}"#.to_vec(),
         br#"{"userIds":[1e308,-0,"\u0000",{"a":[]}]}"#.to_vec(),
     ];
-    smoke("bulk_request", &seeds, 500_000, |input| {
-        let _ = bulk_request(input, 100);
-    });
+    smoke("bulk_request", &seeds, 500_000, targets::bulk);
 }

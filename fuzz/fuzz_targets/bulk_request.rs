@@ -1,9 +1,7 @@
 //! Any bulk status body: parsed or refused, never a panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use presence_router::server::bulk_request;
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = bulk_request(data, 100);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::bulk(data));

@@ -1,11 +1,7 @@
 //! Any bytes a client sends as one WebSocket message: decoded or refused, never a panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use presence_router::wire::Frame;
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(frame) = Frame::decode(data) {
-        let _ = frame.payload_value();
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::frame_decode(data));
