@@ -292,6 +292,17 @@ impl std::error::Error for ConfigError {}
 /// Parses a duration: a bare number of seconds (`60`, `0.5`), or one or more numbers each with
 /// a unit `ms`, `s`, `m`, `h` or `d` (`500ms`, `5s`, `1h30m`, `7d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = parse_any_duration(text)?;
+    if parsed > MAX_DURATION {
+        return Err(format!("{text:?} is longer than ten years"));
+    }
+    Ok(parsed)
+}
+
+/// The longest duration a setting takes (longer ones would overflow the clock's arithmetic).
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+fn parse_any_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || format!("{text:?} is not a duration (use 500ms, 5s, 2m, 1h30m, 7d or seconds)");
     if text.is_empty() {
@@ -745,7 +756,11 @@ fn claim_rules(c: &mut Checker, args: &Args) -> ClaimRules {
     };
     if let Some(age) = &args.presence_max_token_age {
         match parse_duration(age) {
-            Ok(age) if !age.is_zero() => rules.max_lifetime = Some(age.as_secs().max(1)),
+            // A token without `exp` would outlive any age: the cap asks for one.
+            Ok(age) if !age.is_zero() => {
+                rules.max_lifetime = Some(age.as_secs().max(1));
+                rules.require_exp = true;
+            }
             Ok(_) => c.fail("PRESENCE_MAX_TOKEN_AGE: must be more than 0".into()),
             Err(why) => c.fail(format!("PRESENCE_MAX_TOKEN_AGE: {why}")),
         }

@@ -442,7 +442,7 @@ impl Presence {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LivenessRule {
     /// HEARTBEATs; and, from a connection that has never sent one (the VoicePing Android SDK
-    /// never does), its pongs and push-to-talk frames.
+    /// never does), anything it sends: its pongs, its push-to-talk frames.
     #[default]
     Auto,
     /// HEARTBEATs only.
@@ -474,7 +474,7 @@ impl LifeSigns {
         true
     }
 
-    /// A pong or a push-to-talk frame came: whether it counts as a heartbeat.
+    /// Something else came (a pong, a push-to-talk frame): whether it counts as a heartbeat.
     pub fn other(&self) -> bool {
         self.rule == LivenessRule::Auto && !self.speaks_heartbeat
     }

@@ -45,50 +45,56 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 /// Who is asking, from the Bearer token; without API auth, a caller with neither tenant nor
-/// groups (who never sees another tenant's users). Refuses a token over its rate
-/// (`PRESENCE_BULK_RATE`: 429 with `Retry-After`; without API auth all callers share one), and
-/// everyone while presence is disabled.
+/// groups (who never sees another tenant's users). Refuses a caller over its rate
+/// ([`within_rate`]), and everyone while presence is disabled.
 async fn caller<S>(ctx: &Context<S>, req: &Request<Incoming>) -> Result<Viewer, Box<Reply>> {
-    let (viewer, token) = if ctx.config.api_auth {
-        let checked = match bearer(req.headers().get(AUTHORIZATION)) {
-            Ok(token) => verify(ctx, Some(token))
-                .await
-                .map(|identity| (identity, token)),
-            Err(why) => Err(why),
-        };
-        match checked {
-            Ok((identity, token)) => (Viewer::of(&identity), token),
-            Err(why) => return Err(Box::new(unauthorized(&why.to_string()))),
-        }
+    let identity = if ctx.config.api_auth {
+        token_holder(ctx, req).await?
     } else {
-        (
-            Viewer::of(&Identity::user(Arc::from(""), auth::Role::Web)),
-            "",
-        )
+        Identity::user(Arc::from(""), auth::Role::Web)
     };
-    let allowed = ctx
-        .bulk_limits
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .request(token, tokio::time::Instant::now());
-    if let Err(wait) = allowed {
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut reply = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many requests: retry after {seconds} s"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            reply.headers_mut().insert(RETRY_AFTER, value);
-        }
-        return Err(Box::new(reply));
-    }
+    within_rate(ctx, &identity)?;
     if !ctx.config.presence_enabled {
         return Err(Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Presence is disabled",
         )));
     }
-    Ok(viewer)
+    Ok(Viewer::of(&identity))
+}
+
+/// Who the request's Bearer token is for, or the 401 that says why not.
+async fn token_holder<S>(
+    ctx: &Context<S>,
+    req: &Request<Incoming>,
+) -> Result<Identity, Box<Reply>> {
+    let checked = match bearer(req.headers().get(AUTHORIZATION)) {
+        Ok(token) => verify(ctx, Some(token)).await,
+        Err(why) => Err(why),
+    };
+    checked.map_err(|why| Box::new(unauthorized(&why.to_string())))
+}
+
+/// Refuses a user over `PRESENCE_BULK_RATE` (429 with `Retry-After`). Counted per user, however
+/// many tokens they hold; without API auth every caller is the same nobody.
+fn within_rate<S>(ctx: &Context<S>, identity: &Identity) -> Result<(), Box<Reply>> {
+    let allowed = ctx
+        .bulk_limits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .request(&user_key(identity), tokio::time::Instant::now());
+    let Err(wait) = allowed else {
+        return Ok(());
+    };
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut reply = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many requests: retry after {seconds} s"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        reply.headers_mut().insert(RETRY_AFTER, value);
+    }
+    Err(Box::new(reply))
 }
 
 /// The 503 of a store that failed, counted and logged.
@@ -449,14 +455,8 @@ pub(super) async fn state_mine<S: PresenceStore>(
     ctx: &Context<S>,
     req: Request<Incoming>,
 ) -> Answer {
-    let checked = match bearer(req.headers().get(AUTHORIZATION)) {
-        Ok(token) => verify(ctx, Some(token)).await,
-        Err(why) => Err(why),
-    };
-    let identity = match checked {
-        Ok(identity) => identity,
-        Err(why) => return Err(Box::new(unauthorized(&why.to_string()))),
-    };
+    let identity = token_holder(ctx, &req).await?;
+    within_rate(ctx, &identity)?;
     if !ctx.config.presence_enabled {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Presence is disabled");
     }

@@ -1,7 +1,10 @@
 //! Every accepted socket gives up once nothing moves: a read or write that waits while no byte
-//! has gone either way for the idle time fails with `TimedOut`. This bounds a client that sends
-//! nothing, one that sends half a request head, one that pipelines requests and never reads the
-//! answers, and an idle keep-alive connection; a WebSocket stays busy through its pings.
+//! has gone either way for the idle time fails with `TimedOut`. This bounds a client that
+//! pipelines requests and never reads the answers, and any socket hyper's own header timeout
+//! (10 s for each request head, an idle keep-alive's next one included) does not cover; a
+//! WebSocket stays busy through its pings. The idle time must exceed the longest a handler
+//! may take without a byte moving (hyper watches the socket meanwhile): Redis commands have 2 s,
+//! a JWKS fetch 10 s.
 
 use std::future::Future;
 use std::io;
@@ -81,6 +84,27 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadline<IO> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => self.waiting(cx),
         }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

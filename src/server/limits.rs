@@ -49,11 +49,6 @@ impl TokenBucket {
         Duration::from_secs_f64(missing / self.rate.max(f64::MIN_POSITIVE))
     }
 
-    /// Whether at least half the burst is saved up (as of the last take).
-    fn half_full(&self) -> bool {
-        self.tokens >= self.burst / 2.0
-    }
-
     /// Whether the bucket is full at `now` (nothing owed: safe to forget).
     fn full(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -81,18 +76,26 @@ pub const FLOOD_ALLOWANCE: Duration = Duration::from_secs(5);
 pub struct InboundLimits {
     frames: TokenBucket,
     bytes: TokenBucket,
-    /// Since when the connection has been over its limits without backing off.
+    /// Since when the connection has been over its limits without a second's break.
     over_since: Option<Instant>,
+    /// When it was last over them.
+    last_over: Instant,
 }
 
+/// How long within the limits ends a flood.
+const FLOOD_ENDS_AFTER: Duration = Duration::from_secs(1);
+
 impl InboundLimits {
-    /// `frames_per_s` and `bytes_per_s`, starting full at `now`.
-    pub fn new(frames_per_s: u32, bytes_per_s: u32, now: Instant) -> Self {
-        let bucket = |rate: u32| TokenBucket::new(f64::from(rate), 2.0 * f64::from(rate), now);
+    /// `frames_per_s` and `bytes_per_s`, starting full at `now`; the bytes' burst holds at least
+    /// one message of `max_message` bytes, so that the largest message accepted can pass.
+    pub fn new(frames_per_s: u32, bytes_per_s: u32, max_message: usize, now: Instant) -> Self {
+        let burst = |rate: u32| 2.0 * f64::from(rate);
+        let bytes_burst = burst(bytes_per_s).max(max_message as f64);
         InboundLimits {
-            frames: bucket(frames_per_s),
-            bytes: bucket(bytes_per_s),
+            frames: TokenBucket::new(f64::from(frames_per_s), burst(frames_per_s), now),
+            bytes: TokenBucket::new(f64::from(bytes_per_s), bytes_burst, now),
             over_since: None,
+            last_over: now,
         }
     }
 
@@ -102,13 +105,14 @@ impl InboundLimits {
         let frame_ok = self.frames.take(1.0, now);
         let bytes_ok = self.bytes.take(len, now);
         if frame_ok && bytes_ok {
-            // The flood is over only once the sender has backed off (half the burst saved up
-            // again), not at the first message the throttle lets through.
-            if self.frames.half_full() && self.bytes.half_full() {
+            // The flood is over once the sender has kept within the limits for a while, not at
+            // the first message the throttle lets through.
+            if now.saturating_duration_since(self.last_over) >= FLOOD_ENDS_AFTER {
                 self.over_since = None;
             }
             return Verdict::Pass;
         }
+        self.last_over = now;
         let since = *self.over_since.get_or_insert(now);
         if now.saturating_duration_since(since) > FLOOD_ALLOWANCE {
             return Verdict::Close;

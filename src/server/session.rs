@@ -277,6 +277,7 @@ async fn serve<S: PresenceStore>(
     let mut limits = InboundLimits::new(
         config.max_frames_per_second,
         config.max_bytes_per_second,
+        config.max_frame_bytes,
         Instant::now(),
     );
     loop {
@@ -292,8 +293,13 @@ async fn serve<S: PresenceStore>(
             _ = &mut shutdown => return Ending::Close(1001, "server shutting down"),
             inbound = conn.read() => {
                 keepalive.last_inbound = Instant::now();
-                if let Inbound::Binary(bytes) = &inbound {
-                    match limits.message(bytes.len(), keepalive.last_inbound) {
+                let len = match &inbound {
+                    Inbound::Binary(bytes) => Some(bytes.len()),
+                    Inbound::Text | Inbound::Control => Some(0),
+                    Inbound::TooLarge | Inbound::Closed => None,
+                };
+                if let Some(len) = len {
+                    match limits.message(len, keepalive.last_inbound) {
                         Verdict::Pass => {}
                         // Read nothing more meanwhile: the sender's own socket backs up.
                         Verdict::Throttle(wait) => tokio::time::sleep(wait).await,
@@ -332,9 +338,6 @@ async fn serve<S: PresenceStore>(
                             }
                         }
                         Ok(frame) if frame.message_type == MessageType::CONNECTION_TEST => {
-                            if mobile && signs.other() {
-                                alive(ctx, device, &mut gate).await;
-                            }
                             let ack = encode_connection_ack(&peer.identity.user_id, frame.payload);
                             if conn.send(Bytes::from(ack)).await.is_err() {
                                 return Ending::Drop;
@@ -347,19 +350,13 @@ async fn serve<S: PresenceStore>(
                         Ok(frame) if (MessageType::PRESENCE_UPDATE.0..=MessageType::PRESENCE_ERROR.0).contains(&frame.message_type.0) => {
                             Some((ErrorCode::BadFrame, format!("message type {} is sent by the router only", frame.message_type.0)))
                         }
-                        Ok(frame) => {
-                            if mobile && frame.message_type.0 <= MessageType::LAST_PTT.0 && signs.other() {
-                                alive(ctx, device, &mut gate).await;
-                            }
+                        Ok(_) => {
                             inc(&ctx.metrics.frames_dropped);
                             None
                         }
                     },
                     Inbound::Text => Some((ErrorCode::BadFrame, "text frames are not accepted: send binary MessagePack frames".to_owned())),
                     Inbound::Control => {
-                        if mobile && signs.other() {
-                            alive(ctx, device, &mut gate).await;
-                        }
                         if conn.flush().await.is_err() {
                             return Ending::Drop;
                         }
@@ -368,6 +365,10 @@ async fn serve<S: PresenceStore>(
                     Inbound::TooLarge => return Ending::Close(1009, "frame too large"),
                     Inbound::Closed => return Ending::Drop,
                 };
+                // Anything else a handset that has never sent a HEARTBEAT sends keeps it alive.
+                if mobile && signs.other() {
+                    alive(ctx, device, &mut gate).await;
+                }
                 if let Some((code, message)) = refusal {
                     inc(&ctx.metrics.frames_refused);
                     debug!(%message, "frame refused");

@@ -27,8 +27,6 @@ impl MessageType {
     pub const CONNECTION_ACK: MessageType = MessageType(26);
     /// The sender may not use that group, sent to the sender.
     pub const UNAUTHORIZED_GROUP: MessageType = MessageType(27);
-    /// The last number of the VoicePing push-to-talk protocol (0 to 27).
-    pub const LAST_PTT: MessageType = MessageType(27);
     /// A handset's keep-alive: refreshes its user's presence TTL.
     pub const HEARTBEAT: MessageType = MessageType(30);
     /// A change of one user's status, sent to dashboards.
@@ -177,7 +175,17 @@ fn describe(value: &Value<'_>) -> String {
     let text = match value {
         Value::Int(i) => i.to_string(),
         Value::UInt(u) => u.to_string(),
-        Value::Str(s) => format!("{s:?}"),
+        Value::Str(s) => {
+            let cut = s
+                .char_indices()
+                .nth(QUOTED_CHARS)
+                .map_or(s.len(), |(at, _)| at);
+            format!("{:?}", &s[..cut])
+        }
+        Value::Array(items) => format!("an array of {}", items.len()),
+        Value::Map(entries) => format!("a map of {}", entries.len()),
+        Value::Bin(bytes) => format!("binary of {} bytes", bytes.len()),
+        Value::Ext(kind, bytes) => format!("ext type {kind} of {} bytes", bytes.len()),
         other => format!("{other:?}"),
     };
     match text.char_indices().nth(QUOTED_CHARS) {

@@ -29,6 +29,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 /// The HMAC secret every test router uses.
+/// A presence API rate per user that tests polling the API never reach.
+pub const UNLIMITED_BULK_RATE: &str = "1000000";
+
 pub const SECRET: &str = "test-secret-for-presence-router-of-32-bytes";
 
 /// How long a test waits for something that should happen before failing.
@@ -42,10 +45,12 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router with the default settings but for `tweak`.
+    /// A router with the default settings but for `tweak`, and a presence API rate no test
+    /// that polls it reaches (the rate limit's own tests set theirs).
     pub async fn start(tweak: impl FnOnce(&mut Args)) -> Router {
         let mut args = Args {
             jwt_secret: Some(SECRET.into()),
+            presence_bulk_rate: Some(UNLIMITED_BULK_RATE.into()),
             ..Args::default()
         };
         tweak(&mut args);
@@ -117,7 +122,10 @@ impl RouterProcess {
     /// Starts the binary with the test secret and `envs`, and waits until it listens.
     pub fn start(envs: &[(&str, &str)]) -> RouterProcess {
         let mut command = binary::router();
-        command.env("JWT_SECRET", SECRET).envs(envs.iter().copied());
+        command
+            .env("JWT_SECRET", SECRET)
+            .env("PRESENCE_BULK_RATE", UNLIMITED_BULK_RATE)
+            .envs(envs.iter().copied());
         let (child, addr, log) = binary::serve(&mut command);
         RouterProcess { addr, child, log }
     }

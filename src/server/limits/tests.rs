@@ -18,7 +18,7 @@ fn a_bucket_lends_its_burst_then_its_rate() {
 #[test]
 fn talk_at_its_real_rate_passes_and_a_flood_is_throttled_then_closed() {
     let t = Instant::now();
-    let mut limits = InboundLimits::new(200, 256 * 1024, t);
+    let mut limits = InboundLimits::new(200, 256 * 1024, 65_536, t);
     // Opus audio: 50 frames/s of ~200 bytes, for a minute.
     for i in 0..3_000 {
         assert_eq!(
@@ -38,7 +38,7 @@ fn talk_at_its_real_rate_passes_and_a_flood_is_throttled_then_closed() {
 #[test]
 fn big_messages_count_by_their_bytes() {
     let t = Instant::now();
-    let mut limits = InboundLimits::new(200, 1_000, t);
+    let mut limits = InboundLimits::new(200, 1_000, 100, t);
     assert_eq!(
         limits.message(2_000, t),
         Verdict::Pass,
@@ -73,4 +73,32 @@ fn bulk_callers_with_nothing_owed_are_forgotten_to_make_room() {
     // Ten seconds on, every bucket is full again: a new caller makes room.
     assert!(limits.request("newcomer", at(t, 10_000)).is_ok());
     assert_eq!(limits.callers.len(), 1);
+}
+
+#[test]
+fn the_largest_message_accepted_always_fits_the_burst() {
+    let t = Instant::now();
+    let mut limits = InboundLimits::new(200, 16_384, 65_536, t);
+    assert_eq!(limits.message(65_536, t), Verdict::Pass);
+    // Slowly, one every six seconds: well within 16 KiB/s on average, never closed.
+    for i in 1..5 {
+        assert_ne!(limits.message(40_000, at(t, i * 6_000)), Verdict::Close);
+    }
+}
+
+#[test]
+fn a_second_within_the_limits_ends_a_flood() {
+    let t = Instant::now();
+    let mut limits = InboundLimits::new(100, 1_000_000, 1_000, t);
+    // A burst over the limit, then a legal rate for a long while, then a brief overshoot.
+    assert!((0..201).any(|_| matches!(limits.message(10, t), Verdict::Throttle(_))));
+    for i in 1..=600 {
+        assert_eq!(
+            limits.message(10, at(t, 1_000 + i * 10)),
+            Verdict::Pass,
+            "{i}"
+        );
+    }
+    let later = at(t, 7_100);
+    assert_ne!(limits.message(10, later), Verdict::Close);
 }
