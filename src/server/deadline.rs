@@ -36,6 +36,24 @@ impl<IO> Deadline<IO> {
         self.timer.as_mut().reset(Instant::now() + self.idle);
     }
 
+    /// A write's outcome: bytes written are progress, a write that waits waits on the deadline.
+    fn wrote(
+        &mut self,
+        written: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
     /// `Pending` while the deadline has not passed (the timer wakes the task when it does).
     fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match self.timer.as_mut().poll(cx) {
@@ -74,16 +92,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadline<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.waiting(cx),
-        }
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(written, cx)
     }
 
     fn poll_write_vectored(
@@ -91,16 +101,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadline<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.waiting(cx),
-        }
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(written, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
