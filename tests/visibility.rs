@@ -282,24 +282,24 @@ async fn joins_the_token_forbids_and_malformed_ones_are_refused() {
         json!([0, 27, "driver-1", "19", "Unauthorized Group"])
     );
     // Without a group id, or with one that is not a scalar.
-    let mut e = presence_router::wire::Encoder::default();
-    e.array(3).uint(0).uint(USER_ADD).str("driver-1");
-    phone.send(e.into_bytes()).await;
-    let error = phone.next_frame().await;
-    assert_eq!(
-        (error[1].as_u64(), error[4]["code"].as_u64()),
-        (Some(33), Some(400)),
-        "{error}"
-    );
-    let mut e = presence_router::wire::Encoder::default();
-    e.array(4).uint(0).uint(USER_ADD).str("driver-1").map(0);
-    phone.send(e.into_bytes()).await;
-    let error = phone.next_frame().await;
-    assert_eq!(
-        (error[1].as_u64(), error[4]["code"].as_u64()),
-        (Some(33), Some(400)),
-        "{error}"
-    );
+    let mut no_group = presence_router::wire::Encoder::default();
+    no_group.array(3).uint(0).uint(USER_ADD).str("driver-1");
+    let mut map_group = presence_router::wire::Encoder::default();
+    map_group
+        .array(4)
+        .uint(0)
+        .uint(USER_ADD)
+        .str("driver-1")
+        .map(0);
+    for frame in [no_group.into_bytes(), map_group.into_bytes()] {
+        phone.send(frame).await;
+        let error = phone.next_frame().await;
+        assert_eq!(
+            (error[1].as_u64(), error[4]["code"].as_u64()),
+            (Some(33), Some(400)),
+            "{error}"
+        );
+    }
     // Nothing was joined: the dashboard of 19 never heard of driver-1.
     view.never_told_of(&["driver-1"], Duration::from_millis(300))
         .await;
