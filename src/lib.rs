@@ -10,6 +10,7 @@ pub mod config;
 pub mod jwks;
 pub mod metrics;
 pub mod presence;
+pub mod ptt;
 pub mod server;
 pub mod store;
 pub mod tasks;
