@@ -7,7 +7,7 @@ use presence_router::presence::{
     Audience, HeartbeatGate, Presence, Rules, Status, Update, UserView, DEFAULT_RETENTION,
 };
 use presence_router::visibility::{Show, Viewer};
-use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType};
+use presence_router::wire::{encode_snapshot, encode_update, Frame, MessageType, OnAir};
 use std::sync::Arc;
 
 fn main() {
@@ -72,7 +72,7 @@ fn online_views(n: usize, audience: impl Fn(usize) -> Arc<Audience>) -> Vec<User
 fn encode_snapshot_of(bencher: Bencher, users: usize) {
     let views = online_views(users, |_| Audience::none());
     let views: Vec<&UserView> = views.iter().collect();
-    bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views));
+    bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views, &OnAir::new()));
 }
 
 fn users(n: usize) -> Vec<Arc<str>> {
@@ -174,6 +174,6 @@ fn snapshot_10k_for_one_dashboard(bencher: Bencher, groups: bool) {
     let viewer = &viewers(groups)[9];
     bencher.bench(|| {
         let visible: Vec<&UserView> = views.iter().filter(|u| viewer.sees(&u.audience)).collect();
-        encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &visible)
+        encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &visible, &OnAir::new())
     });
 }

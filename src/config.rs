@@ -6,6 +6,7 @@
 
 use crate::auth::{ClaimPath, ClaimRules, Verifier};
 use crate::presence::{LivenessRule, Rules, DEFAULT_RETENTION};
+use crate::ptt::Timers;
 use clap::Args as ClapArgs;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -72,6 +73,14 @@ pub mod defaults {
     pub const JWT_TENANT_CLAIM: &str = "tenant";
     /// `JWT_GROUPS_CLAIM`.
     pub const JWT_GROUPS_CLAIM: &str = "channelIds";
+    /// `MAXIMUM_IDLE_DURATION` (milliseconds, as VoicePing).
+    pub const MAXIMUM_IDLE_DURATION: &str = "3000";
+    /// `MAXIMUM_AUDIO_DURATION` (milliseconds, as VoicePing).
+    pub const MAXIMUM_AUDIO_DURATION: &str = "90000";
+    /// `GROUP_BUSY_TIMEOUT` (milliseconds, as VoicePing).
+    pub const GROUP_BUSY_TIMEOUT: &str = "95000";
+    /// `PTT_SINGLE_SESSION`.
+    pub const PTT_SINGLE_SESSION: &str = "false";
 }
 
 /// Raw settings, one per environment variable (each also a `--flag`).
@@ -207,6 +216,20 @@ pub struct Args {
     /// `jwt` (default): the bulk API needs a Bearer token; `none`: it is open.
     #[arg(long, env = "PRESENCE_API_AUTH", default_value = defaults::PRESENCE_API_AUTH)]
     pub presence_api_auth: Option<String>,
+    /// A group's floor with no START or AUDIO for this long frees itself (a bare number is
+    /// milliseconds, as in VoicePing).
+    #[arg(long, env = "MAXIMUM_IDLE_DURATION", default_value = defaults::MAXIMUM_IDLE_DURATION)]
+    pub maximum_idle_duration: Option<String>,
+    /// A talk this long after its START is ended as by a STOP (milliseconds).
+    #[arg(long, env = "MAXIMUM_AUDIO_DURATION", default_value = defaults::MAXIMUM_AUDIO_DURATION)]
+    pub maximum_audio_duration: Option<String>,
+    /// A floor is free this long after its START, whatever happens (milliseconds).
+    #[arg(long, env = "GROUP_BUSY_TIMEOUT", default_value = defaults::GROUP_BUSY_TIMEOUT)]
+    pub group_busy_timeout: Option<String>,
+    /// VoicePing's LOGIN_DUPLICATED rule: a new connection closes the user's older ones
+    /// (true/false).
+    #[arg(long, env = "PTT_SINGLE_SESSION", default_value = defaults::PTT_SINGLE_SESSION)]
+    pub ptt_single_session: Option<String>,
 }
 
 /// Every checked setting the router runs with.
@@ -250,6 +273,10 @@ pub struct Config {
     pub api_auth: bool,
     /// See [`Args::presence_liveness`].
     pub liveness: LivenessRule,
+    /// `MAXIMUM_IDLE_DURATION`, `MAXIMUM_AUDIO_DURATION`, `GROUP_BUSY_TIMEOUT`.
+    pub ptt_timers: Timers,
+    /// See [`Args::ptt_single_session`].
+    pub ptt_single_session: bool,
     /// Checks tokens.
     pub verifier: Verifier,
     /// Where the verifier's keys come from, when an identity provider serves them.
@@ -376,6 +403,18 @@ fn number<T: std::str::FromStr>(what: &'static str) -> impl Fn(&str) -> Result<T
             .parse()
             .map_err(|_| format!("{text:?} is not {what}"))
     }
+}
+
+/// A VoicePing timer: a bare number is milliseconds; units as for every duration. Never zero.
+fn parse_millis(text: &str) -> Result<Duration, String> {
+    let parsed = match text.trim().parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => parse_duration(text)?,
+    };
+    if parsed.is_zero() || parsed > MAX_DURATION {
+        return Err(format!("{text:?} is not between 1 ms and ten years"));
+    }
+    Ok(parsed)
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -534,6 +573,35 @@ impl Config {
                 other => Err(format!("{other:?} is not auto or heartbeat")),
             },
         );
+        let ptt_millis = |c: &mut Checker, var: &str, value: &Option<String>, default: &str| {
+            millis(c.get(var, value, default, parse_millis))
+        };
+        let ptt_timers = Timers {
+            idle: ptt_millis(
+                &mut c,
+                "MAXIMUM_IDLE_DURATION",
+                &args.maximum_idle_duration,
+                defaults::MAXIMUM_IDLE_DURATION,
+            ),
+            max_talk: ptt_millis(
+                &mut c,
+                "MAXIMUM_AUDIO_DURATION",
+                &args.maximum_audio_duration,
+                defaults::MAXIMUM_AUDIO_DURATION,
+            ),
+            busy_timeout: ptt_millis(
+                &mut c,
+                "GROUP_BUSY_TIMEOUT",
+                &args.group_busy_timeout,
+                defaults::GROUP_BUSY_TIMEOUT,
+            ),
+        };
+        let ptt_single_session = c.get(
+            "PTT_SINGLE_SESSION",
+            &args.ptt_single_session,
+            defaults::PTT_SINGLE_SESSION,
+            boolean,
+        );
         let listen = listen_address(&mut c, &host, port);
         let redis_key_prefix = c.get(
             "REDIS_KEY_PREFIX",
@@ -598,6 +666,8 @@ impl Config {
                 bulk_rate,
                 api_auth,
                 liveness,
+                ptt_timers,
+                ptt_single_session,
                 verifier,
                 jwks,
                 secret,

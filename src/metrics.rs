@@ -39,6 +39,14 @@ pub struct Metrics {
     pub sockets_refused: AtomicU64,
     /// Connections closed for sending over their rate for too long.
     pub floods_closed: AtomicU64,
+    /// Talk frames put in a connection's mailbox on this router.
+    pub talk_delivered: AtomicU64,
+    /// Talk frames not delivered: the connection's mailbox was full.
+    pub talk_mailbox_full: AtomicU64,
+    /// STARTs answered Busy.
+    pub floors_busy: AtomicU64,
+    /// AUDIO frames dropped: the sender did not hold the floor.
+    pub audio_without_floor: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -61,7 +69,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let series: [(&str, &str, &str, &AtomicU64); 16] = [
+        let series: [(&str, &str, &str, &AtomicU64); 20] = [
             (
                 "presence_connections_mobile",
                 "gauge",
@@ -157,6 +165,30 @@ impl Metrics {
                 "counter",
                 "WebSockets closed with 1008 for sending over PRESENCE_MAX_FRAMES_PER_SECOND or PRESENCE_MAX_BYTES_PER_SECOND for 5 s.",
                 &self.floods_closed,
+            ),
+            (
+                "presence_talk_delivered_total",
+                "counter",
+                "Talk frames (START, AUDIO, STOP, TEXT...) handed to a connection of this router.",
+                &self.talk_delivered,
+            ),
+            (
+                "presence_talk_mailbox_full_total",
+                "counter",
+                "Talk frames a connection of this router missed because it was not reading fast enough.",
+                &self.talk_mailbox_full,
+            ),
+            (
+                "presence_floors_busy_total",
+                "counter",
+                "STARTs answered Busy: another user held the group's floor.",
+                &self.floors_busy,
+            ),
+            (
+                "presence_audio_without_floor_total",
+                "counter",
+                "AUDIO frames dropped because their sender did not hold the group's floor.",
+                &self.audio_without_floor,
             ),
         ];
         for (name, kind, help, value) in series {

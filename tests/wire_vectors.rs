@@ -9,7 +9,7 @@ use common::strict;
 use presence_router::presence::{Audience, Status, Update, UserView};
 use presence_router::wire::{
     decode_value, encode_error, encode_snapshot, encode_update, ChannelType, Encoder, ErrorCode,
-    Frame, Id, Value,
+    Frame, Id, OnAir, Value,
 };
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -153,6 +153,7 @@ fn server_frames_are_byte_identical_to_notepack_and_strictly_readable() {
                     value["to"].as_str().expect("to"),
                     num(body, "timestamp"),
                     &users.iter().collect::<Vec<_>>(),
+                    &OnAir::new(),
                 )
             }
             Some("error") => {

@@ -10,8 +10,10 @@ mod connection;
 mod deadline;
 mod handshake;
 mod http;
+mod hub;
 mod limits;
 mod session;
+mod talk;
 
 pub use api::{bulk_request, BulkError, BulkRequest};
 pub use handshake::{check_device_id, credentials, BadDeviceId, Credentials};
@@ -23,6 +25,7 @@ use crate::metrics::{inc, Metrics};
 use crate::store::PresenceStore;
 use crate::tasks::Tasks;
 use admission::Admission;
+use hub::Hub;
 use deadline::Deadline;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -62,6 +65,8 @@ pub(crate) struct Context<S> {
     pub admission: Arc<Admission>,
     /// The presence API's rate per token.
     pub bulk_limits: std::sync::Mutex<BulkLimits>,
+    /// This router's connections, as talk reaches them.
+    pub hub: Hub,
 }
 
 /// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
@@ -98,7 +103,12 @@ pub async fn run<S: PresenceStore>(
         jwks,
         admission,
         bulk_limits: std::sync::Mutex::new(BulkLimits::new(bulk_rate)),
+        hub: Hub::default(),
     });
+    ctx.tasks.spawn_service(
+        "talk delivery",
+        deliver_talk(ctx.clone(), ctx.store.relayed(), ctx.store.feed()),
+    );
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -129,6 +139,38 @@ pub async fn run<S: PresenceStore>(
         .is_err()
     {
         warn!("some connections did not close within the grace period");
+    }
+}
+
+/// Delivers to this router's connections what other routers relay, and keeps the hub's groups
+/// of each user as the store's updates say (a group joined through another router, say).
+async fn deliver_talk<S: PresenceStore>(
+    ctx: Arc<Context<S>>,
+    mut relayed: Option<tokio::sync::mpsc::Receiver<crate::store::Relayed>>,
+    mut feed: crate::store::Feed,
+) {
+    let shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            message = async {
+                match relayed.as_mut() {
+                    Some(relayed) => relayed.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match message {
+                Some(message) => talk::count(&ctx, ctx.hub.deliver(&message)),
+                None => return,
+            },
+            event = feed.recv() => match event.as_deref() {
+                Ok(crate::store::FeedEvent::Update(published)) => {
+                    let update = &published.update;
+                    ctx.hub.set_groups(&update.user_id, &update.audience.groups);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 
 use super::admission::Ticket;
 use super::connection::{Connection, Inbound};
+use super::hub::Outbound;
+use super::talk::{is_talk, TalkState, Talker};
 use super::limits::{InboundLimits, Verdict};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
@@ -15,11 +17,12 @@ use crate::metrics::{dec, inc, Metrics};
 use crate::presence::{
     ConnId, GroupChange, HeartbeatGate, LifeSigns, Millis, Stated, Status, Update,
 };
-use crate::store::{Device, Feed, FeedEvent, PresenceStore, Snapshot};
+use crate::ptt::Channel;
+use crate::store::{Activity, Device, Feed, FeedEvent, PresenceStore, Relayed, Snapshot};
 use crate::visibility::{joining, may_join, scoped, user_key, Show, Viewer};
 use crate::wire::{
-    encode_connection_ack, encode_error, encode_snapshot, encode_unauthorized_group, encode_update,
-    ErrorCode, Frame, MessageType, Value,
+    encode_activity, encode_connection_ack, encode_error, encode_snapshot,
+    encode_unauthorized_group, encode_update, ErrorCode, Frame, MessageType, OnAir, Value,
 };
 use bytes::Bytes;
 use std::pin::Pin;
@@ -161,6 +164,22 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.connect(&device).await);
     }
+    // Talk reaches this connection through its mailbox in the hub, by user and by group.
+    let groups = talk_groups(&ctx, &device).await;
+    let (registration, mut inbox) = ctx.hub.register(
+        &device.user_id,
+        peer.conn_id,
+        peer.device_id.clone(),
+        &groups,
+    );
+    if ctx.config.ptt_single_session {
+        ctx.hub
+            .kick(&device.user_id, peer.device_id.as_deref(), Some(peer.conn_id));
+        ctx.store.relay(Relayed::Kick {
+            user: device.user_id.clone(),
+            device: peer.device_id.clone(),
+        });
+    }
     let mut watch = None;
     if tracked && role.watches_presence() {
         // The feed first: whatever happens while the snapshot is taken is then in one or both.
@@ -178,12 +197,32 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         }
     }
     debug!("session started");
-    let ending = serve(&ctx, &mut conn, &peer, &device, watch).await;
+    let mut talk = TalkState::default();
+    let ending = serve(&ctx, &mut conn, &peer, &device, watch, &mut inbox, &mut talk).await;
+    let talker = Talker {
+        ctx: &ctx,
+        peer: &peer,
+        user: &device.user_id,
+    };
+    talker.end(&mut talk, ctx.clock.now_ms()).await;
+    drop(registration);
     if tracked && role == Role::Mobile {
         report(&ctx, ctx.store.disconnect(&device).await);
     }
     debug!("session ended");
     end(conn, ending).await;
+}
+
+/// The groups a connection talks in: its token's, and those the store knows for its user.
+async fn talk_groups<S: PresenceStore>(ctx: &Context<S>, device: &Device) -> Vec<Arc<str>> {
+    let mut groups = device.audience.groups.clone();
+    match ctx.store.lookup(std::slice::from_ref(&device.user_id)).await {
+        Ok(views) => groups.extend(views.into_iter().flat_map(|v| v.audience.groups.clone())),
+        Err(error) => report(ctx, Err(error)),
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 async fn end(conn: Connection, ending: Ending) {
@@ -217,16 +256,43 @@ async fn send_snapshot<S: PresenceStore>(
         .iter()
         .filter(|user| viewer.sees(&user.audience))
         .collect();
-    let frame = encode_snapshot(&peer.identity.user_id, snapshot.timestamp, &visible);
+    let floors = ctx.store.on_air(snapshot.timestamp).await.unwrap_or_else(|error| {
+        report(ctx, Err(error));
+        Vec::new()
+    });
+    let mut on_air = OnAir::new();
+    for floor in floors.iter().filter(|f| watches(viewer, f)) {
+        // A group talk wins over a private one.
+        if floor.channel == Channel::Group || !on_air.contains_key(floor.holder.as_ref()) {
+            on_air.insert(floor.holder.as_ref(), floor);
+        }
+    }
+    let frame = encode_snapshot(
+        &peer.identity.user_id,
+        snapshot.timestamp,
+        &visible,
+        &on_air,
+    );
     conn.send(Bytes::from(frame))
         .await
         .map_err(|_| Ending::Drop)?;
     Ok(snapshot)
 }
 
+/// Whether a viewer may see a talk: a group talk when it watches the group, a private one
+/// always (whether it sees the talker is the user's own rule).
+fn watches(viewer: &Viewer, floor: &crate::ptt::Floor) -> bool {
+    floor.channel == Channel::Private || viewer.watches(&floor.to)
+}
+
+/// Whether a viewer is told of an activity: it sees the user, and watches the group talked in.
+fn shows(viewer: &Viewer, activity: &Activity) -> bool {
+    viewer.sees(&activity.audience) && watches(viewer, &activity.floor)
+}
+
 /// Counts a failed store operation. Logged at debug only: while a store is down every
 /// connection fails alike, and `/health` and the metrics already say so.
-fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
+pub(super) fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
     if let Err(error) = result {
         inc(&ctx.metrics.store_errors);
         debug!(%error, "store operation failed");
@@ -248,7 +314,14 @@ async fn serve<S: PresenceStore>(
     peer: &Peer,
     device: &Device,
     mut watch: Option<Watch>,
+    inbox: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    talk: &mut TalkState,
 ) -> Ending {
+    let talker = Talker {
+        ctx,
+        peer,
+        user: &device.user_id,
+    };
     let clock = ctx.clock;
     let config = &ctx.config;
     let mobile = peer.identity.role == Role::Mobile && config.presence_enabled;
@@ -273,6 +346,9 @@ async fn serve<S: PresenceStore>(
     // byte of this future is paid once per connection.
     let mut flush_timer: Option<Pin<Box<Sleep>>> = None;
     let mut flush_armed: Option<Millis> = None;
+    // The same for the floor held, to tell dashboards when it freed itself.
+    let mut floor_timer: Option<Pin<Box<Sleep>>> = None;
+    let mut floor_armed: Option<Millis> = None;
     let mut refusals = Refusals::new(Instant::now());
     let mut limits = InboundLimits::new(
         config.max_frames_per_second,
@@ -284,6 +360,10 @@ async fn serve<S: PresenceStore>(
         if gate.flush_at() != flush_armed {
             flush_armed = gate.flush_at();
             flush_timer = flush_armed.map(|at| Box::pin(sleep_until(clock.instant_at(at))));
+        }
+        if talk.free_at() != floor_armed {
+            floor_armed = talk.free_at();
+            floor_timer = floor_armed.map(|at| Box::pin(sleep_until(clock.instant_at(at))));
         }
         // Biased, in this order: what a client already sent is read before a timer judges it
         // (after a stall a buffered pong must win over the ping timeout), and no random draw
@@ -344,6 +424,20 @@ async fn serve<S: PresenceStore>(
                             }
                             None
                         }
+                        Ok(frame) if is_talk(frame.message_type) => {
+                            // Boxed: its future holds store calls, and would grow every session.
+                            match Box::pin(talker.handle(talk, &frame)).await {
+                                Ok(replies) => {
+                                    for reply in replies {
+                                        if conn.send(reply).await.is_err() {
+                                            return Ending::Drop;
+                                        }
+                                    }
+                                    None
+                                }
+                                Err(refusal) => Some(refusal),
+                            }
+                        }
                         Ok(frame) if frame.message_type == MessageType::SET_AVAILABILITY => {
                             Box::pin(state(ctx, peer, device, &frame)).await.err()
                         }
@@ -381,6 +475,23 @@ async fn serve<S: PresenceStore>(
                     }
                 }
             }
+            outbound = inbox.recv() => match outbound {
+                Some(Outbound::Frame(frame)) => {
+                    if conn.send(frame).await.is_err() {
+                        return Ending::Drop;
+                    }
+                }
+                Some(Outbound::Kick(notice)) => {
+                    if let Some(notice) = notice {
+                        if conn.send(notice).await.is_err() {
+                            return Ending::Drop;
+                        }
+                    }
+                    return Ending::Close(1000, "logged in from another device");
+                }
+                // The hub holds the sender while the session lives.
+                None => return Ending::Close(1001, "server shutting down"),
+            },
             event = next_event(watch.as_mut().map(|w| &mut w.feed)) => match (event, watch.as_mut()) {
                 (Ok(event), Some(watch)) => match &*event {
                     FeedEvent::Update(published) if watch.snapshot.is_news(published) => {
@@ -395,6 +506,13 @@ async fn serve<S: PresenceStore>(
                         inc(&ctx.metrics.updates_sent);
                     }
                     FeedEvent::Update(_) => {}
+                    FeedEvent::Activity(activity) if shows(&watch.viewer, activity) => {
+                        let frame = encode_activity(&activity.user_id, activity.on_air, &activity.floor, activity.timestamp);
+                        if conn.send(Bytes::from(frame)).await.is_err() {
+                            return Ending::Drop;
+                        }
+                    }
+                    FeedEvent::Activity(_) => {}
                     // Boxed: rare, and its future is large.
                     FeedEvent::Resync => match Box::pin(send_snapshot(ctx, conn, peer, &watch.viewer)).await {
                         Ok(snapshot) => watch.snapshot = snapshot,
@@ -427,6 +545,9 @@ async fn serve<S: PresenceStore>(
                 if let Some(at) = gate.flush(clock.now_ms()) {
                     write_heartbeat(ctx, device, at).await;
                 }
+            }
+            _ = async { if let Some(timer) = floor_timer.as_mut() { timer.await } }, if floor_armed.is_some() => {
+                talker.expire(talk, clock.now_ms());
             }
         }
     }
@@ -474,8 +595,10 @@ async fn regroup<S: PresenceStore>(
     }
     let scoped = scoped(identity.tenant.as_deref(), &text);
     let change = if join {
+        ctx.hub.join(&device.user_id, &scoped);
         GroupChange::Join(scoped)
     } else {
+        ctx.hub.leave(&device.user_id, &scoped);
         GroupChange::Leave(scoped)
     };
     report(ctx, ctx.store.regroup(&device.user_id, change).await);

@@ -4,9 +4,14 @@
 //! non-blocking publication of its update, never across an `.await`. Publishing under the lock is
 //! what keeps updates in order and their sequence numbers in step with snapshots.
 
-use super::{Device, Feed, FeedEvent, PresenceStore, Published, Snapshot, StoreError, StoreHealth};
+use super::{
+    Activity, Device, Feed, FeedEvent, PresenceStore, Published, Relayed, Snapshot, StoreError,
+    StoreHealth, TalkStore,
+};
 use crate::clock::Clock;
 use crate::presence::{Effect, GroupChange, Millis, Presence, Rules, Stated, UserView};
+use crate::ptt::{claim, Claim, Floor};
+use std::collections::HashMap;
 use crate::tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,6 +34,9 @@ struct Shared {
     feed: broadcast::Sender<Arc<FeedEvent>>,
     /// Tells the timer task that an earlier wake-up was queued.
     timer_moved: Notify,
+    /// The floors by key, each as [`crate::ptt`] decided it (a `std` mutex of its own, held for
+    /// one decision).
+    floors: Mutex<HashMap<String, Floor>>,
     clock: Clock,
 }
 
@@ -74,6 +82,7 @@ impl MemoryStore {
             }),
             feed,
             timer_moved: Notify::new(),
+            floors: Mutex::new(HashMap::new()),
             clock,
         });
         tasks.spawn_service(
@@ -100,6 +109,13 @@ impl MemoryStore {
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared
         .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn floors(shared: &Shared) -> MutexGuard<'_, HashMap<String, Floor>> {
+    shared
+        .floors
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -151,6 +167,7 @@ async fn run_timers(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = forget.tick() => {
                 let now = shared.clock.now_ms();
                 lock(&shared).presence.forget(now);
+                floors(&shared).retain(|_, floor| floor.held(now));
             }
         }
     }
@@ -236,5 +253,55 @@ impl PresenceStore for MemoryStore {
                     .unwrap_or_else(|| UserView::unknown(id.clone()))
             })
             .collect())
+    }
+}
+
+/// One router: floors in a map, nothing to relay, activity straight into the feed.
+impl TalkStore for MemoryStore {
+    async fn claim(&self, key: &str, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+        let mut floors = floors(&self.shared);
+        let decision = claim(floors.get(key), want, now);
+        if decision == Claim::Granted {
+            floors.insert(key.to_owned(), want.clone());
+        }
+        Ok(decision)
+    }
+
+    async fn refresh(&self, key: &str, floor: &Floor) -> Result<bool, StoreError> {
+        let mut floors = floors(&self.shared);
+        match floors.get_mut(key) {
+            Some(held) if held.talk == floor.talk => {
+                *held = floor.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, key: &str, talk: u64) -> Result<(), StoreError> {
+        let mut floors = floors(&self.shared);
+        if floors.get(key).is_some_and(|held| held.talk == talk) {
+            floors.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn on_air(&self, now: Millis) -> Result<Vec<Floor>, StoreError> {
+        Ok(floors(&self.shared)
+            .values()
+            .filter(|floor| floor.held(now))
+            .cloned()
+            .collect())
+    }
+
+    fn relay(&self, _message: Relayed) {}
+
+    fn relayed(&self) -> Option<tokio::sync::mpsc::Receiver<Relayed>> {
+        None
+    }
+
+    fn announce(&self, activity: Activity) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.shared.feed.send(Arc::new(FeedEvent::Activity(activity)));
     }
 }

@@ -5,9 +5,11 @@
 
 mod memory;
 mod redis;
+mod talk;
 
 pub use memory::MemoryStore;
 pub use redis::{redacted_url, Drain, RedisStore};
+pub use talk::{Activity, Relayed, TalkStore};
 
 use crate::presence::{Audience, ConnId, GroupChange, Millis, Stated, Update, UserView};
 use bytes::Bytes;
@@ -65,6 +67,8 @@ pub enum FeedEvent {
     Update(Published),
     /// Updates may have been lost (the store reconnected): take a fresh snapshot.
     Resync,
+    /// A user went on or off the air.
+    Activity(Activity),
 }
 
 /// Live events for one subscriber, in order. Lagging too far behind is reported as
@@ -143,7 +147,7 @@ pub enum StoreError {
 
 /// The presence state shared by every connection of a router (and, for shared stores, by every
 /// router). Implementations apply [`crate::presence`] and publish each change exactly once.
-pub trait PresenceStore: Clone + Send + Sync + 'static {
+pub trait PresenceStore: TalkStore + Clone + Send + Sync + 'static {
     /// A short name for `/health` ("memory", "redis").
     fn kind(&self) -> &'static str;
 

@@ -12,11 +12,41 @@ pub enum ChannelType {
     Private,
 }
 
-/// A message type number. 0–27 belong to the VoicePing PTT protocol, 30–34 to presence.
+/// A message type number. 0–27 belong to the VoicePing PTT protocol, 30–35 to presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageType(pub u64);
 
 impl MessageType {
+    /// A talker asks for the floor (group) or starts talking to a peer (private).
+    pub const START: MessageType = MessageType(1);
+    /// A talker is done.
+    pub const STOP: MessageType = MessageType(2);
+    /// One frame of a talker's audio.
+    pub const AUDIO: MessageType = MessageType(3);
+    /// A handset says it connected (accepted silently).
+    pub const CONNECTION: MessageType = MessageType(4);
+    /// The floor is the talker's (router to talker).
+    pub const START_ACK: MessageType = MessageType(6);
+    /// A STOP was taken, with the recording id (router to talker).
+    pub const STOP_ACK: MessageType = MessageType(7);
+    /// No floor: "Busy" or "Ack Failed" (router to talker).
+    pub const START_FAILED: MessageType = MessageType(8);
+    /// Another device of the user logged in (with `PTT_SINGLE_SESSION`).
+    pub const LOGIN_DUPLICATED: MessageType = MessageType(9);
+    /// A text message.
+    pub const TEXT: MessageType = MessageType(17);
+    /// An image (not forwarded, as by VoicePing).
+    pub const IMAGE: MessageType = MessageType(18);
+    /// A message was delivered (private: forwarded).
+    pub const DELIVERED: MessageType = MessageType(20);
+    /// A message was read (private: forwarded).
+    pub const READ: MessageType = MessageType(21);
+    /// A TEXT was taken (router to sender).
+    pub const TEXT_ACK: MessageType = MessageType(22);
+    /// An interactive message (as TEXT).
+    pub const INTERACTIVE: MessageType = MessageType(23);
+    /// An INTERACTIVE was taken (router to sender).
+    pub const INTERACTIVE_ACK: MessageType = MessageType(24);
     /// The sender joins the group named by `toId` (VoicePing's USER_ADD).
     pub const USER_ADD: MessageType = MessageType(15);
     /// The sender leaves the group named by `toId` (VoicePing's USER_REMOVE).
@@ -37,6 +67,8 @@ impl MessageType {
     pub const PRESENCE_ERROR: MessageType = MessageType(33);
     /// A user states their availability and status text (client to router).
     pub const SET_AVAILABILITY: MessageType = MessageType(34);
+    /// A user went on or off the air, sent to dashboards.
+    pub const PRESENCE_ACTIVITY: MessageType = MessageType(35);
 }
 
 /// A user or group id as it appears on the wire: an integer or a string.

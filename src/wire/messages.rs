@@ -1,12 +1,14 @@
-//! The frames the router sends: PRESENCE_UPDATE, PRESENCE_SNAPSHOT, PRESENCE_ERROR and
-//! VoicePing's UNAUTHORIZED_GROUP and CONNECTION_ACK.
+//! The frames the router sends of its own: PRESENCE_UPDATE, PRESENCE_SNAPSHOT, PRESENCE_ERROR,
+//! PRESENCE_ACTIVITY and VoicePing's UNAUTHORIZED_GROUP, CONNECTION_ACK and LOGIN_DUPLICATED.
 //!
 //! Map keys are written in a fixed order, the one documented in `protocol/PROTOCOL.md`; optional
 //! fields are left out rather than written as `undefined`.
 
 use super::encode::Encoder;
 use super::frame::{Id, MessageType};
+use super::talk::{encode_talk, Field};
 use crate::presence::{Stated, Status, Update, UserView};
+use crate::ptt::Floor;
 use crate::visibility::unscoped;
 
 /// The `code` of a PRESENCE_ERROR, HTTP-style.
@@ -64,9 +66,13 @@ pub fn encode_update(update: &Update) -> Vec<u8> {
     e.into_bytes()
 }
 
+/// The floors of the users on the air, by the (scoped) user id of their holder.
+pub type OnAir<'a> = std::collections::HashMap<&'a str, &'a Floor>;
+
 /// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [{userId, status,
-/// lastSeen, deviceId?, version, availability?, statusText?}]}]`.
-pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8> {
+/// lastSeen, deviceId?, version, availability?, statusText?, onAir?: {channelType, to,
+/// since}}]}]`.
+pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView], on_air: &OnAir<'_>) -> Vec<u8> {
     let mut e = Encoder::with_capacity(64 + users.len() * 96);
     header(&mut e, MessageType::PRESENCE_SNAPSHOT);
     e.str(to);
@@ -75,7 +81,12 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8>
     e.str("totalOnline").uint(users.len() as u64);
     e.str("users").array(users.len());
     for user in users {
-        e.map(4 + usize::from(user.device_id.is_some()) + stated_len(&user.stated));
+        let talking = on_air.get(user.user_id.as_ref());
+        e.map(
+            4 + usize::from(user.device_id.is_some())
+                + stated_len(&user.stated)
+                + usize::from(talking.is_some()),
+        );
         e.str("userId").str(unscoped(&user.user_id));
         e.str("status").str(status_str(user.status));
         e.str("lastSeen").uint(user.last_seen);
@@ -84,39 +95,67 @@ pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView]) -> Vec<u8>
         }
         e.str("version").uint(user.version);
         stated(&mut e, &user.stated);
+        if let Some(floor) = talking {
+            e.str("onAir").map(3);
+            on_air_fields(&mut e, floor);
+        }
     }
     e.into_bytes()
 }
 
 /// `[0, 27, <user id>, <group id as sent>, "Unauthorized Group"]`, as VoicePing sends it.
 pub fn encode_unauthorized_group(from: &str, group: Id<'_>) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(48 + from.len());
-    e.array(5)
-        .uint(0)
-        .uint(MessageType::UNAUTHORIZED_GROUP.0)
-        .str(from);
-    match group {
-        Id::Int(n) => e.int(n),
-        Id::UInt(n) => e.uint(n),
-        Id::Str(s) => e.str(s),
-    };
-    e.str("Unauthorized Group");
-    e.into_bytes()
+    encode_talk(
+        0,
+        MessageType::UNAUTHORIZED_GROUP,
+        &[Field::Str(from), Field::Id(group), Field::Str("Unauthorized Group")],
+    )
 }
 
 /// `[1, 26, 0, <user id>, payload]` (4 elements without a payload), as VoicePing answers a
 /// CONNECTION_TEST: the payload comes back byte for byte.
 pub fn encode_connection_ack(to: &str, payload: Option<&[u8]>) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(16 + to.len() + payload.map_or(0, <[u8]>::len));
-    e.array(4 + usize::from(payload.is_some()))
-        .uint(1)
-        .uint(MessageType::CONNECTION_ACK.0)
-        .uint(0)
-        .str(to);
-    if let Some(payload) = payload {
-        e.raw(payload);
+    let head = [Field::Uint(0), Field::Str(to)];
+    match payload {
+        Some(payload) => encode_talk(
+            1,
+            MessageType::CONNECTION_ACK,
+            &[head[0], head[1], Field::Raw(payload)],
+        ),
+        None => encode_talk(1, MessageType::CONNECTION_ACK, &head),
     }
+}
+
+/// `[1, 9, 0, <user id>, "userId <user id> has logged in from another deviceId <device>"]`, to
+/// the older connections of a user when `PTT_SINGLE_SESSION` is on.
+pub fn encode_login_duplicated(user_id: &str, device: &str) -> Vec<u8> {
+    let text = format!("userId {user_id} has logged in from another deviceId {device}");
+    encode_talk(
+        1,
+        MessageType::LOGIN_DUPLICATED,
+        &[Field::Uint(0), Field::Str(user_id), Field::Str(&text)],
+    )
+}
+
+/// `[0, 35, 0, "broadcast", {userId, onAir, channelType, to, since, timestamp}]`: a user went
+/// on the air (`onAir: true`, since `since`) or off it, in group or with peer `to`.
+pub fn encode_activity(user_id: &str, on_air: bool, floor: &Floor, timestamp: u64) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(96 + user_id.len() + floor.to.len());
+    header(&mut e, MessageType::PRESENCE_ACTIVITY);
+    e.str("broadcast");
+    e.map(6);
+    e.str("userId").str(unscoped(user_id));
+    e.str("onAir").bool(on_air);
+    on_air_fields(&mut e, floor);
+    e.str("timestamp").uint(timestamp);
     e.into_bytes()
+}
+
+/// `channelType`, `to` and `since` of a floor.
+fn on_air_fields(e: &mut Encoder, floor: &Floor) {
+    e.str("channelType").uint(floor.channel.number());
+    e.str("to").str(unscoped(&floor.to));
+    e.str("since").uint(floor.started);
 }
 
 /// `[0, 33, 0, <user id>, {code, message}]`.

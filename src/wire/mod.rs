@@ -8,11 +8,13 @@ mod decode;
 mod encode;
 mod frame;
 mod messages;
+mod talk;
 
 pub use decode::{decode_value, DecodeError, Value};
 pub use encode::Encoder;
 pub use frame::{ChannelType, Frame, FrameError, Id, MessageType};
 pub use messages::{
-    encode_connection_ack, encode_error, encode_snapshot, encode_unauthorized_group, encode_update,
-    ErrorCode,
+    encode_activity, encode_connection_ack, encode_error, encode_login_duplicated, encode_snapshot,
+    encode_unauthorized_group, encode_update, ErrorCode, OnAir,
 };
+pub use talk::{addressee, encode_forward, encode_talk, from_record, sender, to_record, Field};

@@ -14,6 +14,7 @@ pub struct Keys {
     deadlines: String,
     seq: String,
     updates: String,
+    talk: String,
 }
 
 impl Keys {
@@ -29,6 +30,7 @@ impl Keys {
             deadlines: format!("{prefix}deadlines"),
             seq: format!("{prefix}seq"),
             updates: format!("{prefix}updates"),
+            talk: format!("{prefix}talk"),
         }
     }
 
@@ -78,6 +80,22 @@ impl Keys {
     /// `{prefix}updates`: every change, as JSON.
     pub fn updates(&self) -> String {
         self.updates.clone()
+    }
+
+    /// `{prefix}floor:{key}`: a hash with a floor's talk (`talk`) and record (`rec`), expiring
+    /// when the floor frees itself.
+    pub fn floor(&self, key: &str) -> String {
+        format!("{}floor:{key}", self.prefix)
+    }
+
+    /// `{prefix}floors`: every floor key by when it frees itself (the snapshot's on-air index).
+    pub fn floors(&self) -> String {
+        format!("{}floors", self.prefix)
+    }
+
+    /// `{prefix}talk`: talk and activity between routers (MessagePack).
+    pub fn talk(&self) -> String {
+        self.talk.clone()
     }
 
     /// `{prefix}online` / `{prefix}offline`: the same messages by status, for outside listeners.

@@ -17,11 +17,16 @@
 mod keys;
 mod records;
 mod scripts;
+mod talk;
 mod tasks;
 #[cfg(test)]
 mod tests;
 
-use super::{Device, Feed, FeedEvent, PresenceStore, Snapshot, StoreError, StoreHealth};
+use super::{
+    Activity, Device, Feed, FeedEvent, PresenceStore, Relayed, Snapshot, StoreError, StoreHealth,
+    TalkStore,
+};
+use crate::ptt::{Claim, Floor};
 use crate::clock::Clock;
 use crate::presence::{ConnId, GroupChange, Millis, Rules, Stated, Status, UserView};
 use crate::tasks::Tasks;
@@ -173,6 +178,12 @@ struct Shared {
     waking: Mutex<HashSet<Arc<str>>>,
     /// Dashboards waiting for a snapshot.
     snapshots: Mutex<SnapshotQueue>,
+    /// Talk and activity for the other routers, to the publisher.
+    relay: mpsc::Sender<bytes::Bytes>,
+    /// Talk from the other routers, to this router's delivery...
+    relayed_in: mpsc::Sender<Relayed>,
+    /// ...which takes this end once.
+    relayed_out: Mutex<Option<mpsc::Receiver<Relayed>>>,
 }
 
 /// Lets the store's writer send what is still queued once the server has stopped.
@@ -232,6 +243,8 @@ impl RedisStore {
         let (feed, _) = broadcast::channel(feed_capacity.max(1));
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let (urgent, urgent_queue) = mpsc::channel(WRITE_QUEUE);
+        let (relay, relay_queue) = mpsc::channel(talk::RELAY_QUEUE);
+        let (relayed_in, relayed_out) = mpsc::channel(talk::RELAYED_QUEUE);
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let shared = Arc::new(Shared {
@@ -254,7 +267,14 @@ impl RedisStore {
             held: AtomicUsize::new(0),
             waking: Mutex::new(HashSet::new()),
             snapshots: Mutex::new(SnapshotQueue::default()),
+            relay,
+            relayed_in,
+            relayed_out: Mutex::new(Some(relayed_out)),
         });
+        tasks.spawn_service(
+            "talk publisher",
+            talk::publish(shared.clone(), relay_queue, tasks.shutdown().clone()),
+        );
         let finish = CancellationToken::new();
         let writer = tasks::spawn(
             &shared,
@@ -559,5 +579,39 @@ impl PresenceStore for RedisStore {
                 None => UserView::unknown(id.clone()),
             })
             .collect())
+    }
+}
+
+impl TalkStore for RedisStore {
+    async fn claim(&self, key: &str, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+        talk::take(&self.shared, key, want, now).await
+    }
+
+    async fn refresh(&self, key: &str, floor: &Floor) -> Result<bool, StoreError> {
+        talk::refresh(&self.shared, key, floor).await
+    }
+
+    async fn release(&self, key: &str, talk: u64) -> Result<(), StoreError> {
+        talk::release(&self.shared, key, talk).await
+    }
+
+    async fn on_air(&self, now: Millis) -> Result<Vec<Floor>, StoreError> {
+        talk::on_air(&self.shared, now).await
+    }
+
+    fn relay(&self, message: Relayed) {
+        talk::relay(&self.shared, message);
+    }
+
+    fn relayed(&self) -> Option<mpsc::Receiver<Relayed>> {
+        self.shared
+            .relayed_out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    fn announce(&self, activity: Activity) {
+        talk::announce(&self.shared, activity);
     }
 }

@@ -332,9 +332,14 @@ async fn enable_expiry_events(shared: &Shared) {
     }
 }
 
-/// The channels the listener needs: the updates, and expiry events of database `db`.
+/// The channels the listener needs: the updates, talk between routers, and expiry events of
+/// database `db`.
 fn channels(shared: &Shared, db: u8) -> Vec<String> {
-    vec![shared.keys.updates(), format!("__keyevent@{db}__:expired")]
+    vec![
+        shared.keys.updates(),
+        shared.keys.talk(),
+        format!("__keyevent@{db}__:expired"),
+    ]
 }
 
 /// A message on `presence:updates`, as the scripts encode it.
@@ -389,6 +394,7 @@ async fn listen(
     let mut messages = shared.subscriber.message_rx();
     let mut expiries = shared.subscriber.keyspace_event_rx();
     let updates = shared.keys.updates();
+    let talk = shared.keys.talk();
     let user_prefix = shared.keys.user_prefix();
     loop {
         tokio::select! {
@@ -412,6 +418,10 @@ async fn listen(
                         let _ = shared.feed.send(Arc::new(FeedEvent::Update(published)));
                     }
                     None => warn!("unreadable message on presence:updates"),
+                },
+                Ok(message) if *message.channel == *talk => match message.value.as_bytes() {
+                    Some(bytes) => super::talk::received(&shared, bytes),
+                    None => warn!("unreadable message on the talk channel"),
                 },
                 Ok(_) => {}
                 // Missed messages: let dashboards take a fresh snapshot.
