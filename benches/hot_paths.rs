@@ -72,7 +72,14 @@ fn online_views(n: usize, audience: impl Fn(usize) -> Arc<Audience>) -> Vec<User
 fn encode_snapshot_of(bencher: Bencher, users: usize) {
     let views = online_views(users, |_| Audience::none());
     let views: Vec<&UserView> = views.iter().collect();
-    bencher.bench(|| encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &views, &OnAir::new()));
+    bencher.bench(|| {
+        encode_snapshot(
+            black_box("dispatcher"),
+            1_702_281_234_567,
+            &views,
+            &OnAir::new(),
+        )
+    });
 }
 
 fn users(n: usize) -> Vec<Arc<str>> {
@@ -174,6 +181,11 @@ fn snapshot_10k_for_one_dashboard(bencher: Bencher, groups: bool) {
     let viewer = &viewers(groups)[9];
     bencher.bench(|| {
         let visible: Vec<&UserView> = views.iter().filter(|u| viewer.sees(&u.audience)).collect();
-        encode_snapshot(black_box("dispatcher"), 1_702_281_234_567, &visible, &OnAir::new())
+        encode_snapshot(
+            black_box("dispatcher"),
+            1_702_281_234_567,
+            &visible,
+            &OnAir::new(),
+        )
     });
 }

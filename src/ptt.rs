@@ -76,7 +76,14 @@ pub struct Floor {
 
 impl Floor {
     /// A new hold of a floor, from `now`.
-    pub fn new(talk: u64, holder: Arc<str>, channel: Channel, to: Arc<str>, now: Millis, timers: &Timers) -> Floor {
+    pub fn new(
+        talk: u64,
+        holder: Arc<str>,
+        channel: Channel,
+        to: Arc<str>,
+        now: Millis,
+        timers: &Timers,
+    ) -> Floor {
         Floor {
             talk,
             holder,
@@ -180,7 +187,13 @@ pub fn floor_key(channel: Channel, group_or_talker: &str) -> String {
 }
 
 /// The recording id a STOP_ACK carries: `{ch}_3_{to}_{from}_{nowMs}_{duration}ms.opus`.
-pub fn recording_id(channel: Channel, to: &str, from: &str, now: Millis, duration: Millis) -> String {
+pub fn recording_id(
+    channel: Channel,
+    to: &str,
+    from: &str,
+    now: Millis,
+    duration: Millis,
+) -> String {
     format!("{}_3_{to}_{from}_{now}_{duration}ms.opus", channel.number())
 }
 

@@ -7,7 +7,14 @@ const TIMERS: Timers = Timers {
 };
 
 fn floor(holder: &str, now: Millis) -> Floor {
-    Floor::new(now, Arc::from(holder), Channel::Group, Arc::from("18"), now, &TIMERS)
+    Floor::new(
+        now,
+        Arc::from(holder),
+        Channel::Group,
+        Arc::from("18"),
+        now,
+        &TIMERS,
+    )
 }
 
 #[test]
@@ -15,14 +22,20 @@ fn another_user_is_busy_until_the_floor_idles() {
     let held = floor("alice", 1_000);
     assert_eq!(claim(Some(&held), &floor("bob", 2_000), 2_000), Claim::Busy);
     assert_eq!(claim(Some(&held), &floor("bob", 3_999), 3_999), Claim::Busy);
-    assert_eq!(claim(Some(&held), &floor("bob", 4_000), 4_000), Claim::Granted);
+    assert_eq!(
+        claim(Some(&held), &floor("bob", 4_000), 4_000),
+        Claim::Granted
+    );
     assert_eq!(claim(None, &floor("bob", 2_000), 2_000), Claim::Granted);
 }
 
 #[test]
 fn the_holder_may_start_again() {
     let held = floor("alice", 1_000);
-    assert_eq!(claim(Some(&held), &floor("alice", 1_500), 1_500), Claim::Granted);
+    assert_eq!(
+        claim(Some(&held), &floor("alice", 1_500), 1_500),
+        Claim::Granted
+    );
 }
 
 #[test]
@@ -37,7 +50,10 @@ fn audio_keeps_the_floor_and_writes_it_at_most_every_refresh_interval() {
     assert_eq!(talk.audio(760, &TIMERS), Audio::Forward(None));
     // Audio every 20 ms for a minute keeps the floor.
     for now in (780..60_000).step_by(20) {
-        assert!(matches!(talk.audio(now, &TIMERS), Audio::Forward(_)), "at {now}");
+        assert!(
+            matches!(talk.audio(now, &TIMERS), Audio::Forward(_)),
+            "at {now}"
+        );
     }
     assert!(claim(Some(&talk.floor), &floor("bob", 60_000), 60_000) == Claim::Busy);
 }
@@ -45,7 +61,10 @@ fn audio_keeps_the_floor_and_writes_it_at_most_every_refresh_interval() {
 #[test]
 fn a_silent_talker_loses_the_floor_after_the_idle_duration() {
     let mut talk = Talk::new(floor("alice", 0));
-    assert_eq!(talk.audio(2_999, &TIMERS), Audio::Forward(Some(talk.floor.refreshed(2_999, &TIMERS))));
+    assert_eq!(
+        talk.audio(2_999, &TIMERS),
+        Audio::Forward(Some(talk.floor.refreshed(2_999, &TIMERS)))
+    );
     assert_eq!(talk.audio(5_999 + 1, &TIMERS), Audio::Lost);
 }
 
@@ -53,7 +72,10 @@ fn a_silent_talker_loses_the_floor_after_the_idle_duration() {
 fn a_talk_past_the_maximum_duration_ends() {
     let mut talk = Talk::new(floor("alice", 0));
     for now in (20..90_000).step_by(20) {
-        assert!(matches!(talk.audio(now, &TIMERS), Audio::Forward(_)), "at {now}");
+        assert!(
+            matches!(talk.audio(now, &TIMERS), Audio::Forward(_)),
+            "at {now}"
+        );
     }
     assert_eq!(talk.audio(90_000, &TIMERS), Audio::TooLong);
     assert_eq!(talk.duration(90_000), 90_000);
@@ -71,7 +93,10 @@ fn the_busy_timeout_bounds_any_floor() {
     }
     assert!(talk.floor.until <= 95_000);
     assert_eq!(talk.audio(95_000, &timers), Audio::Lost);
-    assert_eq!(claim(Some(&talk.floor), &floor("bob", 95_000), 95_000), Claim::Granted);
+    assert_eq!(
+        claim(Some(&talk.floor), &floor("bob", 95_000), 95_000),
+        Claim::Granted
+    );
 }
 
 #[test]
@@ -80,7 +105,10 @@ fn ids_as_voiceping_makes_them() {
         recording_id(Channel::Group, "18", "1", 1_702_281_234_999, 432),
         "0_3_18_1_1702281234999_432ms.opus"
     );
-    assert_eq!(text_id(Channel::Private, 17, "u2", "u1", 5), "1_17_u2_u1_5.txt");
+    assert_eq!(
+        text_id(Channel::Private, 17, "u2", "u1", 5),
+        "1_17_u2_u1_5.txt"
+    );
     assert_eq!(floor_key(Channel::Group, "18"), "g:18");
     assert_eq!(floor_key(Channel::Private, "u1"), "p:u1");
 }

@@ -9,8 +9,8 @@
 
 use crate::presence::ConnId;
 use crate::store::Relayed;
-use crate::wire::encode_login_duplicated;
 use crate::visibility::unscoped;
+use crate::wire::encode_login_duplicated;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -169,7 +169,11 @@ impl Hub {
         };
         entry.conns.retain(|l| l.conn != conn);
         let groups = if entry.conns.is_empty() {
-            state.users.remove(user).map(|e| e.groups).unwrap_or_default()
+            state
+                .users
+                .remove(user)
+                .map(|e| e.groups)
+                .unwrap_or_default()
         } else {
             entry.groups.clone()
         };
@@ -356,7 +360,7 @@ mod tests {
         hub.leave("alice", "18");
         assert_eq!(hub.to_group("18", &sender, &frame(3)).delivered, 0);
         hub.set_groups("alice", std::slice::from_ref(&g));
-        let (second, _) = hub.register(&id("alice"), 2, None, &[]);
+        let (second, _second_inbox) = hub.register(&id("alice"), 2, None, &[]);
         assert_eq!(hub.to_group("18", &sender, &frame(4)).delivered, 2);
         drop(second);
         assert_eq!(hub.to_group("18", &sender, &frame(5)).delivered, 1);

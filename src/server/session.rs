@@ -9,8 +9,8 @@
 use super::admission::Ticket;
 use super::connection::{Connection, Inbound};
 use super::hub::Outbound;
-use super::talk::{is_talk, TalkState, Talker};
 use super::limits::{InboundLimits, Verdict};
+use super::talk::{is_talk, TalkState, Talker};
 use super::Context;
 use crate::auth::{valid_group_id, Identity, Role};
 use crate::metrics::{dec, inc, Metrics};
@@ -165,7 +165,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         report(&ctx, ctx.store.connect(&device).await);
     }
     // Talk reaches this connection through its mailbox in the hub, by user and by group.
-    let groups = talk_groups(&ctx, &device).await;
+    let groups = talk_groups(&ctx, &device, role).await;
     let (registration, mut inbox) = ctx.hub.register(
         &device.user_id,
         peer.conn_id,
@@ -173,8 +173,11 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         &groups,
     );
     if ctx.config.ptt_single_session {
-        ctx.hub
-            .kick(&device.user_id, peer.device_id.as_deref(), Some(peer.conn_id));
+        ctx.hub.kick(
+            &device.user_id,
+            peer.device_id.as_deref(),
+            Some(peer.conn_id),
+        );
         ctx.store.relay(Relayed::Kick {
             user: device.user_id.clone(),
             device: peer.device_id.clone(),
@@ -198,7 +201,10 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     }
     debug!("session started");
     let mut talk = TalkState::default();
-    let ending = serve(&ctx, &mut conn, &peer, &device, watch, &mut inbox, &mut talk).await;
+    let ending = serve(
+        &ctx, &mut conn, &peer, &device, watch, &mut inbox, &mut talk,
+    )
+    .await;
     let talker = Talker {
         ctx: &ctx,
         peer: &peer,
@@ -213,10 +219,22 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     end(conn, ending).await;
 }
 
-/// The groups a connection talks in: its token's, and those the store knows for its user.
-async fn talk_groups<S: PresenceStore>(ctx: &Context<S>, device: &Device) -> Vec<Arc<str>> {
-    let mut groups = device.audience.groups.clone();
-    match ctx.store.lookup(std::slice::from_ref(&device.user_id)).await {
+/// The groups a connection talks in: those the store knows for its user, and a handset's
+/// token's (a dashboard's token says what it may see, not what it hears).
+async fn talk_groups<S: PresenceStore>(
+    ctx: &Context<S>,
+    device: &Device,
+    role: Role,
+) -> Vec<Arc<str>> {
+    let mut groups = match role {
+        Role::Mobile => device.audience.groups.clone(),
+        Role::Web | Role::Dashboard => Vec::new(),
+    };
+    match ctx
+        .store
+        .lookup(std::slice::from_ref(&device.user_id))
+        .await
+    {
         Ok(views) => groups.extend(views.into_iter().flat_map(|v| v.audience.groups.clone())),
         Err(error) => report(ctx, Err(error)),
     }
@@ -256,10 +274,14 @@ async fn send_snapshot<S: PresenceStore>(
         .iter()
         .filter(|user| viewer.sees(&user.audience))
         .collect();
-    let floors = ctx.store.on_air(snapshot.timestamp).await.unwrap_or_else(|error| {
-        report(ctx, Err(error));
-        Vec::new()
-    });
+    let floors = ctx
+        .store
+        .on_air(snapshot.timestamp)
+        .await
+        .unwrap_or_else(|error| {
+            report(ctx, Err(error));
+            Vec::new()
+        });
     let mut on_air = OnAir::new();
     for floor in floors.iter().filter(|f| watches(viewer, f)) {
         // A group talk wins over a private one.

@@ -135,7 +135,10 @@ impl<S: PresenceStore> Talker<'_, S> {
             Channel::Private => "its recipient",
         };
         let Some(to) = frame.to else {
-            return Err((ErrorCode::BadFrame, format!("the frame names {what} in toId")));
+            return Err((
+                ErrorCode::BadFrame,
+                format!("the frame names {what} in toId"),
+            ));
         };
         let text = to.text();
         if !crate::auth::valid_group_id(&text) || text == "0" {
@@ -156,13 +159,14 @@ impl<S: PresenceStore> Talker<'_, S> {
 
     /// Whether the talker may talk in a group target; the two refusals VoicePing sends when not.
     fn member(&self, target: &Target<'_>, frame: &Frame<'_>) -> Option<Replies> {
-        if target.channel == Channel::Private
-            || self.ctx.hub.is_member(self.user, &target.scoped)
-        {
+        if target.channel == Channel::Private || self.ctx.hub.is_member(self.user, &target.scoped) {
             return None;
         }
         let to = frame.to.unwrap_or(crate::wire::Id::Int(0));
-        Some(vec![Bytes::from(encode_unauthorized_group(self.user_id(), to))])
+        Some(vec![Bytes::from(encode_unauthorized_group(
+            self.user_id(),
+            to,
+        ))])
     }
 
     /// Hands `frame` to the target's connections on every router.
@@ -199,10 +203,20 @@ impl<S: PresenceStore> Talker<'_, S> {
             fields.extend(frame.message_id.map(Field::Raw));
             fields.push(frame.payload.map_or(Field::Str("Acknowledged"), Field::Raw));
             self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
-            return Ok(vec![Bytes::from(encode_talk(1, MessageType::START_ACK, &fields))]);
+            return Ok(vec![Bytes::from(encode_talk(
+                1,
+                MessageType::START_ACK,
+                &fields,
+            ))]);
         }
         let ack = start_ack_text(frame)?;
-        let failed = |why| Bytes::from(encode_talk(0, MessageType::START_FAILED, &[from, to, Field::Str(why)]));
+        let failed = |why| {
+            Bytes::from(encode_talk(
+                0,
+                MessageType::START_FAILED,
+                &[from, to, Field::Str(why)],
+            ))
+        };
         if let Some(mut refused) = self.member(&target, frame) {
             refused.push(failed("Ack Failed"));
             return Ok(refused);
@@ -229,7 +243,11 @@ impl<S: PresenceStore> Talker<'_, S> {
             key,
             talk: Talk::new(want),
         });
-        let reply = Bytes::from(encode_talk(0, MessageType::START_ACK, &[from, to, Field::Str(&ack)]));
+        let reply = Bytes::from(encode_talk(
+            0,
+            MessageType::START_ACK,
+            &[from, to, Field::Str(&ack)],
+        ));
         self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
         Ok(vec![reply])
     }
@@ -249,10 +267,13 @@ impl<S: PresenceStore> Talker<'_, S> {
     async fn audio(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
-        let key = floor_key(target.channel, match target.channel {
-            Channel::Group => &target.scoped,
-            Channel::Private => self.user,
-        });
+        let key = floor_key(
+            target.channel,
+            match target.channel {
+                Channel::Group => &target.scoped,
+                Channel::Private => self.user,
+            },
+        );
         let timers = self.ctx.config.ptt_timers;
         let step = match state.holding.as_mut() {
             Some(held) if held.key == key && held.talk.floor.to == target.scoped => {
@@ -280,7 +301,10 @@ impl<S: PresenceStore> Talker<'_, S> {
                     report(self.ctx, Err(error));
                 }
                 self.announce(&want, true, now);
-                state.holding = Some(Held { key, talk: Talk::new(want) });
+                state.holding = Some(Held {
+                    key,
+                    talk: Talk::new(want),
+                });
             }
             Audio::Lost => {
                 if state.holding.as_ref().is_some_and(|held| held.key == key) {
@@ -355,7 +379,11 @@ impl<S: PresenceStore> Talker<'_, S> {
             duration,
             message_id: message_id.as_deref(),
         });
-        let stop = encode_talk(channel, MessageType::STOP, &[from, to, Field::Str(&payload)]);
+        let stop = encode_talk(
+            channel,
+            MessageType::STOP,
+            &[from, to, Field::Str(&payload)],
+        );
         self.forward(&target, Bytes::from(stop));
         Ok(vec![reply])
     }
@@ -374,12 +402,29 @@ impl<S: PresenceStore> Talker<'_, S> {
             },
             target.channel.number(),
         );
-        let id = text_id(target.channel, frame.message_type.0, &target.text, self.user_id(), self.now());
+        let id = text_id(
+            target.channel,
+            frame.message_type.0,
+            &target.text,
+            self.user_id(),
+            self.now(),
+        );
         let from = sender(frame, self.user_id());
         let to = addressee(frame);
-        let ack = encode_talk(channel, ack_type, &[from, to, Field::Str(&id), Field::Str("Acknowledged")]);
-        let payload = json(&Texted { message_id: &id, text: &text });
-        let message = encode_talk(channel, frame.message_type, &[from, to, Field::Str(&payload)]);
+        let ack = encode_talk(
+            channel,
+            ack_type,
+            &[from, to, Field::Str(&id), Field::Str("Acknowledged")],
+        );
+        let payload = json(&Texted {
+            message_id: &id,
+            text: &text,
+        });
+        let message = encode_talk(
+            channel,
+            frame.message_type,
+            &[from, to, Field::Str(&payload)],
+        );
         // The ack leaves first: the sender's own mailbox (a text to oneself) is read after it.
         let reply = vec![Bytes::from(ack)];
         self.forward(&target, Bytes::from(message));
@@ -392,7 +437,12 @@ impl<S: PresenceStore> Talker<'_, S> {
         let Some(held) = state.holding.take() else {
             return;
         };
-        if let Err(error) = self.ctx.store.release(&held.key, held.talk.floor.talk).await {
+        if let Err(error) = self
+            .ctx
+            .store
+            .release(&held.key, held.talk.floor.talk)
+            .await
+        {
             report(self.ctx, Err(error));
         }
         self.announce(&held.talk.floor, false, now);
@@ -479,7 +529,9 @@ fn message_text(frame: &Frame<'_>) -> Result<String, Refusal> {
             .ok()
             .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_owned))
             .unwrap_or_else(|| s.to_owned())),
-        Some(Value::Bin(b)) => std::str::from_utf8(b).map(str::to_owned).map_err(|_| refused()),
+        Some(Value::Bin(b)) => std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| refused()),
         Some(map @ Value::Map(_)) => map
             .get("text")
             .and_then(Value::as_str)

@@ -11,10 +11,10 @@ use super::{
 use crate::clock::Clock;
 use crate::presence::{Effect, GroupChange, Millis, Presence, Rules, Stated, UserView};
 use crate::ptt::{claim, Claim, Floor};
-use std::collections::HashMap;
 use crate::tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -302,6 +302,9 @@ impl TalkStore for MemoryStore {
 
     fn announce(&self, activity: Activity) {
         // No subscriber is not an error: nobody is watching.
-        let _ = self.shared.feed.send(Arc::new(FeedEvent::Activity(activity)));
+        let _ = self
+            .shared
+            .feed
+            .send(Arc::new(FeedEvent::Activity(activity)));
     }
 }

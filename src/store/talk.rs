@@ -75,8 +75,7 @@ pub trait TalkStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Frees the floor at `key` if `talk` still holds it.
-    fn release(&self, key: &str, talk: u64)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(&self, key: &str, talk: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The floors held at `now`.
     fn on_air(&self, now: Millis) -> impl Future<Output = Result<Vec<Floor>, StoreError>> + Send;

@@ -72,7 +72,12 @@ pub type OnAir<'a> = std::collections::HashMap<&'a str, &'a Floor>;
 /// `[0, 32, 0, <dashboard user id>, {timestamp, totalOnline, users: [{userId, status,
 /// lastSeen, deviceId?, version, availability?, statusText?, onAir?: {channelType, to,
 /// since}}]}]`.
-pub fn encode_snapshot(to: &str, timestamp: u64, users: &[&UserView], on_air: &OnAir<'_>) -> Vec<u8> {
+pub fn encode_snapshot(
+    to: &str,
+    timestamp: u64,
+    users: &[&UserView],
+    on_air: &OnAir<'_>,
+) -> Vec<u8> {
     let mut e = Encoder::with_capacity(64 + users.len() * 96);
     header(&mut e, MessageType::PRESENCE_SNAPSHOT);
     e.str(to);
@@ -108,7 +113,11 @@ pub fn encode_unauthorized_group(from: &str, group: Id<'_>) -> Vec<u8> {
     encode_talk(
         0,
         MessageType::UNAUTHORIZED_GROUP,
-        &[Field::Str(from), Field::Id(group), Field::Str("Unauthorized Group")],
+        &[
+            Field::Str(from),
+            Field::Id(group),
+            Field::Str("Unauthorized Group"),
+        ],
     )
 }
 

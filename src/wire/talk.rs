@@ -161,6 +161,9 @@ mod tests {
     fn a_four_element_frame_is_forwarded_with_four() {
         let stop = [0x94, 0x00, 0x02, 0x01, 0x12];
         let frame = Frame::decode(&stop).unwrap();
-        assert_eq!(hex(&encode_forward(&frame, "1")), "94000201 12".replace(' ', ""));
+        assert_eq!(
+            hex(&encode_forward(&frame, "1")),
+            "94000201 12".replace(' ', "")
+        );
     }
 }

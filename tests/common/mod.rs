@@ -240,7 +240,12 @@ pub enum Seen {
 impl Client {
     /// Connects with the token in the `token` header and an optional device id header.
     pub async fn connect(router: &Router, token: &str, device: Option<&str>) -> Client {
-        let mut request = router.ws_url().into_client_request().expect("request");
+        Client::connect_to(&router.ws_url(), token, device).await
+    }
+
+    /// Connects to the WebSocket at `url` as [`Client::connect`] does.
+    pub async fn connect_to(url: &str, token: &str, device: Option<&str>) -> Client {
+        let mut request = url.into_client_request().expect("request");
         request
             .headers_mut()
             .insert("token", HeaderValue::from_str(token).expect("header"));

@@ -26,9 +26,9 @@ use super::{
     Activity, Device, Feed, FeedEvent, PresenceStore, Relayed, Snapshot, StoreError, StoreHealth,
     TalkStore,
 };
-use crate::ptt::{Claim, Floor};
 use crate::clock::Clock;
 use crate::presence::{ConnId, GroupChange, Millis, Rules, Stated, Status, UserView};
+use crate::ptt::{Claim, Floor};
 use crate::tasks::Tasks;
 use fred::prelude::{
     Builder, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy, SetsInterface,
