@@ -1,5 +1,5 @@
-//! A dashboard: prints the snapshot it gets on connecting, then every presence update, one
-//! readable line each (times in UTC).
+//! A dashboard: prints the snapshot it gets on connecting, then every presence update and who
+//! goes on and off the air, one readable line each (times in UTC).
 //!
 //!     cargo run --example dashboard_client -- --token "$DASHBOARD_TOKEN"
 
@@ -45,16 +45,44 @@ fn time_field(map: &Value<'_>, key: &str) -> String {
         .map_or_else(|| "-".into(), clock)
 }
 
-/// `driver-1 online  device phone-1  lastSeen 10:20:30.001  v1`
+/// `driver-1 online  device phone-1  lastSeen 10:20:30.001  v1`, and what they are talking in
+/// when they are on the air.
 fn user_line(user: &Value<'_>) -> String {
+    let on_air = user
+        .get("onAir")
+        .map_or_else(String::new, |talk| format!("  ON AIR {}", talk_place(talk)));
     format!(
-        "{} {}  device {}  lastSeen {}  v{}",
+        "{} {}  device {}  lastSeen {}  v{}{on_air}",
         field(user, "userId"),
         field(user, "status"),
         field(user, "deviceId"),
         time_field(user, "lastSeen"),
         field(user, "version"),
     )
+}
+
+/// `in group 18` or `to driver-2`.
+fn talk_place(talk: &Value<'_>) -> String {
+    match talk.get("channelType").and_then(Value::as_u64) {
+        Some(0) => format!("in group {}", field(talk, "to")),
+        _ => format!("to {}", field(talk, "to")),
+    }
+}
+
+/// `driver-1 ON AIR in group 18` / `driver-1 off air (was in group 18)`
+fn activity_line(activity: &Value<'_>) -> String {
+    match activity.get("onAir") {
+        Some(Value::Bool(true)) => format!(
+            "{} ON AIR {}",
+            field(activity, "userId"),
+            talk_place(activity)
+        ),
+        _ => format!(
+            "{} off air (was {})",
+            field(activity, "userId"),
+            talk_place(activity)
+        ),
+    }
 }
 
 fn show(frame: &Frame<'_>) {
@@ -76,6 +104,7 @@ fn show(frame: &Frame<'_>) {
             }
         }
         MessageType::PRESENCE_UPDATE => println!("[{at}] {}", user_line(&payload)),
+        MessageType::PRESENCE_ACTIVITY => println!("[{at}] {}", activity_line(&payload)),
         MessageType::PRESENCE_ERROR => println!(
             "error {}: {}",
             field(&payload, "code"),

@@ -8,7 +8,7 @@ mod common;
 use clap::Parser;
 use futures_util::SinkExt;
 use presence_router::config::parse_duration;
-use presence_router::wire::{decode_value, Encoder, Frame};
+use presence_router::wire::Encoder;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,22 +46,6 @@ fn heartbeat(user: &str) -> Vec<u8> {
     e.into_bytes()
 }
 
-/// `sent`/`got` followed by the frame's type name and its content.
-fn report(verb: &str, bytes: &[u8]) {
-    match Frame::decode(bytes) {
-        Ok(frame) => {
-            let content =
-                decode_value(bytes).map_or_else(|e| e.to_string(), |v| common::render(&v));
-            println!(
-                "{verb} {} {content} ({} bytes)",
-                common::type_name(frame.message_type),
-                bytes.len()
-            );
-        }
-        Err(e) => println!("{verb} a message that is not a frame: {e}"),
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -88,10 +72,10 @@ async fn main() -> anyhow::Result<()> {
                 let frame = heartbeat(&user);
                 ws.send(Message::Binary(frame.clone().into())).await?;
                 sent += 1;
-                report(&format!("sent #{sent}"), &frame);
+                common::report(&format!("sent #{sent}"), &frame);
             }
             bytes = common::next_binary(&mut ws) => match bytes? {
-                Some(bytes) => report("got", &bytes),
+                Some(bytes) => common::report("got", &bytes),
                 None => return Ok(()),
             },
         }

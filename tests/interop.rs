@@ -156,6 +156,8 @@ fn run_client(flavour: &str) -> Transcript {
             .env("MOBILE_TOKEN", &mobile_token)
             .env("DEVICE_ID", "phone-1")
             .env("DASHBOARD_TOKEN", &dashboard_token)
+            .env("LISTENER_USER", "driver-2")
+            .env("LISTENER_TOKEN", token("driver-2", Role::Mobile))
             .env("TIMEOUT_MS", "15000"),
         SCRIPT_LIMIT,
     )
@@ -224,8 +226,8 @@ fn check_session(t: &Transcript) {
     assert_eq!(update["deviceId"], "phone-1");
     let connected_at = update["lastSeen"].as_u64().expect("lastSeen");
 
-    // The PTT frame and the three heartbeats (integer, Date, 6-element with `undefined`) got
-    // no error: the first reply is the one to the router-only frame sent after them.
+    // The CONNECTION frame and the three heartbeats (integer, Date, 6-element with `undefined`)
+    // got no error: the first reply is the one to the router-only frame sent after them.
     let error = t.frame("handset-error");
     assert_eq!(
         envelope(error),
@@ -261,7 +263,48 @@ fn check_session(t: &Transcript) {
         (&json!("driver-1"), &json!("offline"))
     );
     assert!(offline["version"].as_u64() > update["version"].as_u64());
+    check_talk(t);
     t.step("done");
+}
+
+/// Group talk and a private text, as the client's own package read them.
+fn check_talk(t: &Transcript) {
+    let ts = 1_702_281_234_567u64;
+    assert_eq!(
+        t.frame("talk-start-ack"),
+        &json!([0, 6, "driver-1", "group-1", ts.to_string()])
+    );
+    assert_eq!(
+        t.frame("talk-start"),
+        &json!([0, 1, "driver-1", "group-1", ts])
+    );
+    // The audio as it was sent: binary, the sender's id, the group.
+    assert_eq!(
+        t.step("talk-audio")["hex"],
+        "950003a86472697665722d31a767726f75702d31c40401020304"
+    );
+    let ack = t.frame("talk-stop-ack");
+    assert_eq!(
+        envelope(ack),
+        [json!(0), json!(7), json!("driver-1"), json!("group-1")]
+    );
+    let id = ack[4].as_str().expect("recording id");
+    assert!(
+        id.starts_with("0_3_group-1_driver-1_") && id.ends_with("ms.opus"),
+        "{id}"
+    );
+    assert_eq!(ack[5], "Acknowledged");
+    let stop = t.frame("talk-stop");
+    let payload: Json = serde_json::from_str(stop[4].as_str().expect("JSON text")).expect("JSON");
+    assert_eq!(payload["message_id"], id);
+    let text_ack = t.frame("text-ack");
+    assert_eq!(
+        envelope(text_ack),
+        [json!(1), json!(22), json!("driver-1"), json!("driver-2")]
+    );
+    let text = t.frame("text");
+    let payload: Json = serde_json::from_str(text[4].as_str().expect("JSON text")).expect("JSON");
+    assert_eq!(payload, json!({"message_id": text_ack[4], "text": "hello"}));
 }
 
 /// A Node handset (`token` and `device_id` headers) and the VoicePing tooling

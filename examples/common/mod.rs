@@ -1,5 +1,6 @@
-//! What both example clients need: connecting with a token, reading binary messages, and
+//! What the example clients need: connecting with a token, reading binary messages, and
 //! showing MessagePack values as readable text.
+#![allow(dead_code)] // Each example uses its own subset.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -102,6 +103,18 @@ pub fn type_name(message_type: MessageType) -> String {
         MessageType::PRESENCE_UPDATE => "PRESENCE_UPDATE".into(),
         MessageType::PRESENCE_SNAPSHOT => "PRESENCE_SNAPSHOT".into(),
         MessageType::PRESENCE_ERROR => "PRESENCE_ERROR".into(),
+        MessageType::PRESENCE_ACTIVITY => "PRESENCE_ACTIVITY".into(),
+        MessageType::START => "START".into(),
+        MessageType::STOP => "STOP".into(),
+        MessageType::AUDIO => "AUDIO".into(),
+        MessageType::START_ACK => "START_ACK".into(),
+        MessageType::STOP_ACK => "STOP_ACK".into(),
+        MessageType::START_FAILED => "START_FAILED".into(),
+        MessageType::LOGIN_DUPLICATED => "LOGIN_DUPLICATED".into(),
+        MessageType::TEXT => "TEXT".into(),
+        MessageType::TEXT_ACK => "TEXT_ACK".into(),
+        MessageType::UNAUTHORIZED_GROUP => "UNAUTHORIZED_GROUP".into(),
+        MessageType::CONNECTION_ACK => "CONNECTION_ACK".into(),
         MessageType(n) => format!("message type {n}"),
     }
 }
@@ -133,5 +146,21 @@ pub fn render(value: &Value<'_>) -> String {
                 .collect();
             format!("{{{}}}", entries.join(", "))
         }
+    }
+}
+
+/// Prints `{verb} {TYPE} {content} ({n} bytes)` for one frame sent or received.
+pub fn report(verb: &str, bytes: &[u8]) {
+    match presence_router::wire::Frame::decode(bytes) {
+        Ok(frame) => {
+            let content = presence_router::wire::decode_value(bytes)
+                .map_or_else(|e| e.to_string(), |v| render(&v));
+            println!(
+                "{verb} {} {content} ({} bytes)",
+                type_name(frame.message_type),
+                bytes.len()
+            );
+        }
+        Err(e) => println!("{verb} a message that is not a frame: {e}"),
     }
 }

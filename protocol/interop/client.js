@@ -7,7 +7,7 @@
 //                                     subprotocols, ArrayBuffer messages.
 //
 // Environment: ROUTER (host:port), MOBILE_TOKEN, MOBILE_USER, DEVICE_ID, DASHBOARD_TOKEN,
-// TIMEOUT_MS. Prints one JSON line per step; every frame received is printed with its bytes
+// LISTENER_TOKEN, LISTENER_USER (a second handset, for talk), TIMEOUT_MS. Prints one JSON line per step; every frame received is printed with its bytes
 // (`hex`) and what the package decoded (`frame`). Exits 0 after the last step, 2 on an error,
 // 3 when a step takes longer than TIMEOUT_MS in all.
 'use strict';
@@ -44,6 +44,8 @@ const flavours = {
     return {
       encode: notepack.encode,
       decode: notepack.decode,
+      // notepack 0.0.2 writes a Buffer as binary (a Uint8Array as a map).
+      binary: (bytes) => Buffer.from(bytes),
       // Handsets send `token` and `device_id`; the VoicePing tooling sends `VoicePingToken`.
       open: (url, token, deviceId) => new WebSocket(url, {
         headers: deviceId ? { token, device_id: deviceId } : { VoicePingToken: token },
@@ -56,6 +58,8 @@ const flavours = {
     return {
       encode,
       decode,
+      // The browser build writes an ArrayBuffer as binary (typed arrays and Buffers as maps).
+      binary: (bytes) => Uint8Array.from(bytes).buffer,
       // A browser cannot set headers: `new WebSocket(url, [token, deviceId])`.
       open: (url, token, deviceId) => {
         const ws = new WebSocket(url, deviceId ? [token, deviceId] : [token]);
@@ -97,6 +101,13 @@ function connect(token, deviceId) {
       emit({ step: name, hex: bytesOf(item.data).toString('hex'), frame });
       return frame;
     },
+    /** The next message's bytes only, printed as `name` (binary reads differently per package). */
+    async raw(name) {
+      step = name;
+      const item = await next();
+      if (item.close !== undefined) fail(`closed with ${item.close} while waiting for ${name}`);
+      emit({ step: name, hex: bytesOf(item.data).toString('hex') });
+    },
     send(value) {
       ws.send(codec.encode(value));
     },
@@ -134,6 +145,34 @@ async function status(token, userIds) {
   emit({ step: 'status', status: res.status, body: await res.json() });
 }
 
+/** Group talk and a private text between two handsets, as the VoicePing SDKs send them. */
+async function talk(talkerToken, talkerUser, deviceId) {
+  const listenerUser = env('LISTENER_USER');
+  const talker = connect(talkerToken, deviceId);
+  const listener = connect(env('LISTENER_TOKEN'), 'phone-2');
+  await talker.opened;
+  await listener.opened;
+  // Both join the group; a CONNECTION_TEST answered means the join was taken.
+  for (const [handset, user] of [[talker, talkerUser], [listener, listenerUser]]) {
+    handset.send([0, 15, user, 'group-1']);
+    handset.send([0, 25, user, 0, 'ready']);
+    await handset.frame('ready');
+  }
+  talker.send([0, 1, talkerUser, 'group-1', 1702281234567]);
+  await talker.frame('talk-start-ack');
+  await listener.frame('talk-start');
+  talker.send([0, 3, talkerUser, 'group-1', codec.binary([1, 2, 3, 4])]);
+  await listener.raw('talk-audio');
+  talker.send([0, 2, talkerUser, 'group-1']);
+  await talker.frame('talk-stop-ack');
+  await listener.frame('talk-stop');
+  talker.send([1, 17, talkerUser, listenerUser, JSON.stringify({ text: 'hello' })]);
+  await talker.frame('text-ack');
+  await listener.frame('text');
+  talker.ws.close(1000);
+  listener.ws.close(1000);
+}
+
 async function main() {
   const mobileUser = env('MOBILE_USER');
   const mobileToken = env('MOBILE_TOKEN');
@@ -157,7 +196,7 @@ async function main() {
   // Let the clock pass the connect's lastSeen, so the heartbeat's write shows in lastSeen.
   step = 'heartbeat';
   while (Date.now() <= online[4].lastSeen + 5) await new Promise((r) => setTimeout(r, 5));
-  handset.send([0, 1, mobileUser, 'group-1', null]);
+  handset.send([0, 4, mobileUser]);
   handset.send([0, 30, mobileUser, 0, { type: 'heartbeat', timestamp: Date.now() }]);
   handset.send([0, 30, mobileUser, 0, { type: 'heartbeat', timestamp: new Date() }]);
   handset.send([0, 30, mobileUser, 0, 'message-7', { type: 'heartbeat', timestamp: Date.now(), battery: undefined }]);
@@ -173,8 +212,10 @@ async function main() {
   handset.ws.close(1000);
   await dashboard.frame('offline');
 
-  step = 'done';
   dashboard.ws.close(1000);
+  await talk(mobileToken, mobileUser, deviceId);
+
+  step = 'done';
   emit({ step: 'done' });
   process.exit(0);
 }
