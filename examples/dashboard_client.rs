@@ -10,12 +10,8 @@ use presence_router::wire::{Frame, MessageType, Value};
 
 #[derive(Parser)]
 struct Args {
-    /// Router WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
-    url: String,
-    /// A dashboard token (`presence-router token --user U --role dashboard`).
-    #[arg(long, env = "TOKEN")]
-    token: String,
+    #[command(flatten)]
+    login: common::Login,
 }
 
 /// `hh:mm:ss.mmm` (UTC) of an epoch-milliseconds value.
@@ -117,8 +113,8 @@ fn show(frame: &Frame<'_>) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut ws = common::connect(&args.url, &args.token, None).await?;
-    let me = common::claimed(&args.token);
+    let mut ws = common::connect(&args.login.url, &args.login.token, None).await?;
+    let me = common::claimed(&args.login.token);
     println!("watching as {} (times are UTC); ctrl-c to stop", me.user);
     if !matches!(me.role.as_str(), "web" | "dashboard") {
         println!(

@@ -14,12 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
 struct Args {
-    /// Router WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
-    url: String,
-    /// A mobile token (`presence-router token --user U`).
-    #[arg(long, env = "TOKEN")]
-    token: String,
+    #[command(flatten)]
+    login: common::Login,
     /// This handset's device id.
     #[arg(long, default_value = "phone-1")]
     device: String,
@@ -50,9 +46,9 @@ fn heartbeat(user: &str) -> Vec<u8> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The router takes the user from the verified token; the frame's fromId is informative.
-    let me = common::claimed(&args.token);
+    let me = common::claimed(&args.login.token);
     let user = me.user;
-    let mut ws = common::connect(&args.url, &args.token, Some(&args.device)).await?;
+    let mut ws = common::connect(&args.login.url, &args.login.token, Some(&args.device)).await?;
     println!(
         "handset of {user} on device {}, a heartbeat every {:?}",
         args.device, args.interval

@@ -15,12 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
 struct Args {
-    /// Router WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
-    url: String,
-    /// A mobile token (`presence-router token --user U`).
-    #[arg(long, env = "TOKEN")]
-    token: String,
+    #[command(flatten)]
+    login: common::Login,
     /// This handset's device id.
     #[arg(long, default_value = "talk-1")]
     device: String,
@@ -78,13 +74,13 @@ fn now_ms() -> u64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let user = common::claimed(&args.token).user;
+    let user = common::claimed(&args.login.token).user;
     let (channel, to) = match (&args.group, &args.to) {
         (Some(group), _) => (0, group.clone()),
         (None, Some(peer)) => (1, peer.clone()),
         (None, None) => anyhow::bail!("say where to talk: --group G or --to USER"),
     };
-    let mut ws = common::connect(&args.url, &args.token, Some(&args.device)).await?;
+    let mut ws = common::connect(&args.login.url, &args.login.token, Some(&args.device)).await?;
     let send = |bytes: Vec<u8>, quiet: bool| {
         if !quiet {
             common::report("sent", &bytes);

@@ -73,6 +73,17 @@ pub struct Claimed {
     pub role: String,
 }
 
+/// Where an example connects and as whom: its first two flags.
+#[derive(clap::Args)]
+pub struct Login {
+    /// Router WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
+    pub url: String,
+    /// A token (`presence-router token --user U [--role dashboard]`).
+    #[arg(long, env = "TOKEN")]
+    pub token: String,
+}
+
 /// Reads the claims of `token`; unreadable parts come out as `unknown`.
 pub fn claimed(token: &str) -> Claimed {
     let claims: serde_json::Value = token
