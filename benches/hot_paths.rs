@@ -47,6 +47,37 @@ fn decode_heartbeat(bencher: Bencher) {
     });
 }
 
+/// The same frame through `rmpv`'s zero-copy `read_value_ref`, the fields checked as
+/// `Frame::decode` checks them: what keeps the reader hand-written (it builds the payload map
+/// and a growing array where the reader builds nothing, and it cannot tell `d4 00` from `c7 01 00`).
+#[divan::bench]
+fn decode_heartbeat_rmpv(bencher: Bencher) {
+    use rmpv::ValueRef;
+    let bytes = unhex(HEARTBEAT);
+    let id = |v: &ValueRef<'_>| {
+        matches!(
+            v,
+            ValueRef::Integer(_) | ValueRef::String(_) | ValueRef::Nil
+        )
+    };
+    bencher.bench(|| {
+        let mut rest = black_box(&bytes[..]);
+        let frame = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 32);
+        let ok = match frame {
+            Ok(ValueRef::Array(items)) if rest.is_empty() && (3..=6).contains(&items.len()) => {
+                matches!(items[0].as_u64(), Some(0 | 1))
+                    && items[1].as_u64() == Some(30)
+                    && items[2..4].iter().all(id)
+                    && items
+                        .get(4)
+                        .is_some_and(|payload| *payload != ValueRef::Nil)
+            }
+            _ => false,
+        };
+        assert!(ok);
+    });
+}
+
 #[divan::bench]
 fn encode_presence_update(bencher: Bencher) {
     let update = update();

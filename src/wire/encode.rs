@@ -5,158 +5,95 @@
 //! `c4/c5/c6` for binary. There is deliberately no way to write an ext type: old Android readers
 //! throw on every one of them.
 
+use rmp::encode::{self, ByteBuf, RmpWrite};
+
 /// Appends MessagePack values to a byte buffer, notepack-style.
+///
+/// Every header is written by `rmp::encode`, whose choice of form is notepack 0.0.2's for each
+/// value class the router writes (checked by the tests below and `tests/wire_vectors.rs`). The
+/// buffer is rmp's `ByteBuf`, whose writes cannot fail: its error type is `Infallible`, so no
+/// I/O error is built or checked on the way.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    buf: Vec<u8>,
+    buf: ByteBuf,
 }
 
 impl Encoder {
     /// An encoder whose buffer starts with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
         Encoder {
-            buf: Vec::with_capacity(capacity),
+            buf: ByteBuf::with_capacity(capacity),
         }
     }
 
     /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+        self.buf.into_vec()
     }
 
     /// Writes `nil`.
     pub fn nil(&mut self) -> &mut Self {
-        self.buf.push(0xc0);
+        let Ok(()) = encode::write_nil(&mut self.buf);
         self
     }
 
     /// Writes a boolean.
     pub fn bool(&mut self, value: bool) -> &mut Self {
-        self.buf.push(if value { 0xc3 } else { 0xc2 });
+        let Ok(()) = encode::write_bool(&mut self.buf, value);
         self
     }
 
     /// Writes a non-negative integer in its smallest unsigned form.
     pub fn uint(&mut self, value: u64) -> &mut Self {
-        match value {
-            0..=0x7f => self.buf.push(value as u8),
-            0x80..=0xff => self.buf.extend_from_slice(&[0xcc, value as u8]),
-            0x100..=0xffff => {
-                self.buf.push(0xcd);
-                self.buf.extend_from_slice(&(value as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                self.buf.push(0xce);
-                self.buf.extend_from_slice(&(value as u32).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(0xcf);
-                self.buf.extend_from_slice(&value.to_be_bytes());
-            }
-        }
+        let Ok(_) = encode::write_uint(&mut self.buf, value);
         self
     }
 
     /// Writes an integer: unsigned forms when >= 0, the smallest signed form otherwise.
     pub fn int(&mut self, value: i64) -> &mut Self {
-        if let Ok(unsigned) = u64::try_from(value) {
-            return self.uint(unsigned);
-        }
-        match value {
-            -0x20..=-1 => self.buf.push(value as u8),
-            -0x80..=-0x21 => self.buf.extend_from_slice(&[0xd0, value as u8]),
-            -0x8000..=-0x81 => {
-                self.buf.push(0xd1);
-                self.buf.extend_from_slice(&(value as i16).to_be_bytes());
-            }
-            -0x8000_0000..=-0x8001 => {
-                self.buf.push(0xd2);
-                self.buf.extend_from_slice(&(value as i32).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(0xd3);
-                self.buf.extend_from_slice(&value.to_be_bytes());
-            }
-        }
+        // rmp 0.8.15's `write_sint` picks `00-7f`/`cc`-`cf` for values >= 0, as notepack does.
+        let Ok(_) = encode::write_sint(&mut self.buf, value);
         self
     }
 
     /// Writes a JavaScript number: an integer form when it has no fraction, else float64.
     pub fn number(&mut self, value: f64) -> &mut Self {
+        // notepack's own rule (rmp has no notion of a JS number): integral and safe means integer.
         if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_991.0 {
             // An integral f64 inside the safe range converts exactly.
             return self.int(value as i64);
         }
-        self.buf.push(0xcb);
-        self.buf.extend_from_slice(&value.to_be_bytes());
+        let Ok(()) = encode::write_f64(&mut self.buf, value);
         self
     }
 
     /// Writes a string with the `a0+n` / `d9` / `da` / `db` header notepack uses.
     pub fn str(&mut self, value: &str) -> &mut Self {
-        let len = value.len();
-        match len {
-            0..=0x1f => self.buf.push(0xa0 | len as u8),
-            0x20..=0xff => self.buf.extend_from_slice(&[0xd9, len as u8]),
-            0x100..=0xffff => {
-                self.buf.push(0xda);
-                self.buf.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(0xdb);
-                self.buf.extend_from_slice(&(len as u32).to_be_bytes());
-            }
-        }
-        self.buf.extend_from_slice(value.as_bytes());
+        let Ok(()) = encode::write_str(&mut self.buf, value);
         self
     }
 
     /// Writes binary data (`c4` / `c5` / `c6`).
     pub fn bin(&mut self, value: &[u8]) -> &mut Self {
-        let len = value.len();
-        match len {
-            0..=0xff => self.buf.extend_from_slice(&[0xc4, len as u8]),
-            0x100..=0xffff => {
-                self.buf.push(0xc5);
-                self.buf.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(0xc6);
-                self.buf.extend_from_slice(&(len as u32).to_be_bytes());
-            }
-        }
-        self.buf.extend_from_slice(value);
+        let Ok(()) = encode::write_bin(&mut self.buf, value);
         self
     }
 
     /// Writes one MessagePack value already encoded (a payload echoed as it came).
     pub fn raw(&mut self, value: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(value);
+        let Ok(()) = self.buf.write_bytes(value);
         self
     }
 
     /// Writes an array header for `len` elements.
     pub fn array(&mut self, len: usize) -> &mut Self {
-        self.container(len, 0x90, 0xdc, 0xdd)
+        let Ok(_) = encode::write_array_len(&mut self.buf, len as u32);
+        self
     }
 
     /// Writes a map header for `len` entries.
     pub fn map(&mut self, len: usize) -> &mut Self {
-        self.container(len, 0x80, 0xde, 0xdf)
-    }
-
-    fn container(&mut self, len: usize, fix: u8, m16: u8, m32: u8) -> &mut Self {
-        match len {
-            0..=0x0f => self.buf.push(fix | len as u8),
-            0x10..=0xffff => {
-                self.buf.push(m16);
-                self.buf.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(m32);
-                self.buf.extend_from_slice(&(len as u32).to_be_bytes());
-            }
-        }
+        let Ok(_) = encode::write_map_len(&mut self.buf, len as u32);
         self
     }
 }
@@ -297,6 +234,55 @@ mod tests {
                 e.nil().bool(true).bool(false);
             }),
             "c0c3c2"
+        );
+    }
+
+    /// The header of each length class at its edges, up to the 32-bit forms the vectors lack.
+    #[test]
+    fn length_headers_at_every_boundary() {
+        // The hex of what `f` writes, without the `payload` bytes after the header.
+        fn header(payload: usize, f: impl FnOnce(&mut Encoder)) -> String {
+            let mut e = Encoder::default();
+            f(&mut e);
+            let bytes = e.into_bytes();
+            hex(&bytes[..bytes.len() - payload])
+        }
+        for (len, want) in [
+            (31, "bf"),
+            (32, "d920"),
+            (255, "d9ff"),
+            (256, "da0100"),
+            (65535, "daffff"),
+            (65536, "db00010000"),
+        ] {
+            let text = "a".repeat(len);
+            assert_eq!(header(len, |e| _ = e.str(&text)), want, "str {len}");
+        }
+        for (len, want) in [
+            (0, "c400"),
+            (255, "c4ff"),
+            (256, "c50100"),
+            (65535, "c5ffff"),
+            (65536, "c600010000"),
+        ] {
+            let data = vec![7; len];
+            assert_eq!(header(len, |e| _ = e.bin(&data)), want, "bin {len}");
+        }
+        for (len, array, map) in [
+            (0, "90", "80"),
+            (15, "9f", "8f"),
+            (16, "dc0010", "de0010"),
+            (65535, "dcffff", "deffff"),
+            (65536, "dd00010000", "df00010000"),
+        ] {
+            assert_eq!(header(0, |e| _ = e.array(len)), array, "array {len}");
+            assert_eq!(header(0, |e| _ = e.map(len)), map, "map {len}");
+        }
+        assert_eq!(
+            encoded(|e| {
+                e.uint(u64::MAX).int(i64::MIN).raw(&[0x91, 0x01]);
+            }),
+            "cfffffffffffffffffd380000000000000009101"
         );
     }
 }
