@@ -45,6 +45,13 @@ struct Held {
     talk: Talk,
 }
 
+impl Held {
+    /// Whether this is the hold of `target`'s floor (for this session's talker).
+    fn is_for(&self, target: &Target<'_>) -> bool {
+        self.talk.floor.channel == target.channel && self.talk.floor.to == target.scoped
+    }
+}
+
 impl TalkState {
     /// When the floor held frees itself unless audio comes (to tell dashboards it did).
     pub fn free_at(&self) -> Option<Millis> {
@@ -86,6 +93,17 @@ struct Target<'f> {
     channel: Channel,
     scoped: Arc<str>,
     text: std::borrow::Cow<'f, str>,
+}
+
+impl Target<'_> {
+    /// The store's key of the floor `talker` takes here: the group's, or the talker's own
+    /// private talk.
+    fn key(&self, talker: &str) -> String {
+        match self.channel {
+            Channel::Group => floor_key(Channel::Group, &self.scoped),
+            Channel::Private => floor_key(Channel::Private, talker),
+        }
+    }
 }
 
 impl<S: PresenceStore> Talker<'_, S> {
@@ -222,7 +240,7 @@ impl<S: PresenceStore> Talker<'_, S> {
             return Ok(refused);
         }
         let now = self.now();
-        let key = floor_key(Channel::Group, &target.scoped);
+        let key = target.key(self.user);
         let want = self.floor(&target, now);
         match self.ctx.store.claim(&key, &want, now).await {
             Ok(Claim::Granted) => {}
@@ -267,23 +285,15 @@ impl<S: PresenceStore> Talker<'_, S> {
     async fn audio(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
-        let key = floor_key(
-            target.channel,
-            match target.channel {
-                Channel::Group => &target.scoped,
-                Channel::Private => self.user,
-            },
-        );
         let timers = self.ctx.config.ptt_timers;
         let step = match state.holding.as_mut() {
-            Some(held) if held.key == key && held.talk.floor.to == target.scoped => {
-                held.talk.audio(now, &timers)
-            }
+            Some(held) if held.is_for(&target) => held.talk.audio(now, &timers),
             _ => Audio::Lost,
         };
         match step {
             Audio::Forward(refreshed) => {
                 if let Some(floor) = refreshed {
+                    let key = target.key(self.user);
                     if !self.ctx.store.refresh(&key, &floor).await.unwrap_or(true) {
                         self.end(state, now).await;
                         return Ok(self.no_floor(state, &target));
@@ -297,6 +307,7 @@ impl<S: PresenceStore> Talker<'_, S> {
                     self.end(state, now).await;
                 }
                 let want = self.floor(&target, now);
+                let key = target.key(self.user);
                 if let Err(error) = self.ctx.store.claim(&key, &want, now).await {
                     report(self.ctx, Err(error));
                 }
@@ -307,7 +318,11 @@ impl<S: PresenceStore> Talker<'_, S> {
                 });
             }
             Audio::Lost => {
-                if state.holding.as_ref().is_some_and(|held| held.key == key) {
+                if state
+                    .holding
+                    .as_ref()
+                    .is_some_and(|held| held.is_for(&target))
+                {
                     self.end(state, now).await;
                 }
                 return Ok(self.no_floor(state, &target));
@@ -343,15 +358,10 @@ impl<S: PresenceStore> Talker<'_, S> {
     async fn stop(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
-        let talker_key = match target.channel {
-            Channel::Group => target.scoped.as_ref(),
-            Channel::Private => self.user.as_ref(),
-        };
-        let key = floor_key(target.channel, talker_key);
         let held = state
             .holding
             .as_ref()
-            .filter(|held| held.key == key && held.talk.floor.to == target.scoped)
+            .filter(|held| held.is_for(&target))
             .map(|held| held.talk.duration(now));
         let (message_id, duration) = match held {
             Some(duration) => {
