@@ -6,6 +6,7 @@
 mod common;
 
 use common::{http_raw, Client, Router};
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -188,4 +189,48 @@ async fn one_token_asking_too_often_gets_429_with_retry_after() {
     );
     let other = common::token("polite", presence_router::auth::Role::Web);
     assert_eq!(common::bulk(&router, Some(&other), body).await.status, 200);
+}
+
+/// A client that sends one large fragment of a message and never the rest, while answering
+/// pings, is dropped once the message has been unfinished for `PRESENCE_PING_TIMEOUT`; a
+/// handset and a dashboard on the same router are served as usual meanwhile.
+#[tokio::test]
+async fn a_message_left_unfinished_is_dropped_after_the_ping_timeout() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+    let router = Router::start(|a| {
+        a.presence_ping_interval = Some("300ms".into());
+        a.presence_ping_timeout = Some("1s".into());
+        a.presence_offline_debounce = Some("0".into());
+    })
+    .await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let mut stuck = Client::mobile(&router, "stuck", "phone").await;
+    assert_eq!(dashboard.next_update().await["userId"], "stuck");
+    let fragment = Frame::message(vec![0u8; 64_000], OpCode::Data(Data::Binary), false);
+    let sent = Instant::now();
+    stuck
+        .ws
+        .send(Message::Frame(fragment))
+        .await
+        .expect("the first fragment goes");
+    // Meanwhile a handset comes and is seen at once.
+    let phone = Client::mobile(&router, "driver-1", "phone").await;
+    let online = Instant::now();
+    assert_eq!(dashboard.next_update().await["userId"], "driver-1");
+    assert!(online.elapsed() < Duration::from_secs(1));
+    // The stuck client reads (so it answers the router's pings) until its socket is dropped.
+    assert!(matches!(stuck.next().await, common::Seen::Closed(_)));
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "dropped after {took:?}"
+    );
+    let gone = dashboard.next_update().await;
+    assert_eq!(
+        (&gone["userId"], &gone["status"]),
+        (&serde_json::json!("stuck"), &serde_json::json!("offline"))
+    );
+    phone.close().await;
 }

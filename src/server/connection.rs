@@ -3,6 +3,7 @@
 //! It hands out whole inbound messages and sends whole frames, each write bounded by a timeout,
 //! so a peer that stops reading can only stall its own task, and only for that long.
 
+use super::fragments::FragmentLimit;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -18,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 pub const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// The WebSocket of one upgraded HTTP connection.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub type Socket = WebSocketStream<FragmentLimit<TokioIo<Upgraded>>>;
 
 /// One message from the peer, reduced to what the router cares about.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 use super::admission::Refusal;
 use super::api;
 use super::connection::Connection;
+use super::fragments::FragmentLimit;
 use super::handshake;
 use super::session::{self, Peer};
 use super::Context;
@@ -282,12 +283,9 @@ async fn upgrade<S: PresenceStore>(
                 .write_buffer_size(0)
                 .max_message_size(Some(task_ctx.config.max_frame_bytes))
                 .max_frame_size(Some(task_ctx.config.max_frame_bytes));
-            let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                WsRole::Server,
-                Some(config),
-            )
-            .await;
+            // A message fragmented over several frames must be finished within the ping timeout.
+            let io = FragmentLimit::new(TokioIo::new(upgraded), task_ctx.config.ping_timeout);
+            let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(config)).await;
             let connection = Connection::new(ws, task_ctx.config.ping_timeout);
             session::run(counted, connection, peer).await;
         }

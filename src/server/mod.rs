@@ -8,6 +8,7 @@ mod admission;
 mod api;
 mod connection;
 mod deadline;
+mod fragments;
 mod handshake;
 mod http;
 mod hub;
