@@ -24,11 +24,18 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// How often a held floor's idle time is written to the store while audio flows: often
-    /// enough that a floor frees itself no sooner than 3/4 of the idle duration after the last
-    /// audio, rarely enough that 50 audio frames a second cost a few writes.
+    /// How often at most a held floor is written to the store while audio flows: each write
+    /// holds the floor this much beyond the idle duration, so that a floor never frees itself
+    /// sooner than `idle` after the last audio (and at most `idle + refresh_every` after it),
+    /// while 50 audio frames a second cost a few writes.
     pub fn refresh_every(&self) -> Millis {
         (self.idle / 4).max(1)
+    }
+
+    /// Until when a floor last written at `now` (a START or a refreshing AUDIO) is held.
+    fn hold_from(&self, now: Millis) -> Millis {
+        now.saturating_add(self.idle)
+            .saturating_add(self.refresh_every())
     }
 }
 
@@ -90,7 +97,9 @@ impl Floor {
             channel,
             to,
             started: now,
-            until: now.saturating_add(timers.idle.min(timers.busy_timeout)),
+            until: timers
+                .hold_from(now)
+                .min(now.saturating_add(timers.busy_timeout)),
         }
     }
 
@@ -102,8 +111,8 @@ impl Floor {
     /// The floor refreshed by activity at `now`: idle time restarts, within the busy timeout.
     pub fn refreshed(&self, now: Millis, timers: &Timers) -> Floor {
         Floor {
-            until: now
-                .saturating_add(timers.idle)
+            until: timers
+                .hold_from(now)
                 .min(self.started.saturating_add(timers.busy_timeout)),
             ..self.clone()
         }
@@ -113,7 +122,7 @@ impl Floor {
 /// What a START gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The floor is the claimant's (written as this record).
+    /// The floor is the claimant's.
     Granted,
     /// Another user holds it.
     Busy,
@@ -133,8 +142,6 @@ pub fn claim(current: Option<&Floor>, want: &Floor, now: Millis) -> Claim {
 pub struct Talk {
     /// The floor as last written to the store.
     pub floor: Floor,
-    /// When that record was written.
-    written: Millis,
 }
 
 /// What an AUDIO frame of the talker does.
@@ -151,8 +158,7 @@ pub enum Audio {
 impl Talk {
     /// A hold that starts with `floor`, just written.
     pub fn new(floor: Floor) -> Talk {
-        let written = floor.started;
-        Talk { floor, written }
+        Talk { floor }
     }
 
     /// An AUDIO frame at `now`.
@@ -163,11 +169,16 @@ impl Talk {
         if now >= self.floor.started.saturating_add(timers.max_talk) {
             return Audio::TooLong;
         }
-        if now.saturating_sub(self.written) < timers.refresh_every() {
+        // Written again only once the floor would free itself sooner than `idle` from now.
+        if self.floor.until >= now.saturating_add(timers.idle) {
             return Audio::Forward(None);
         }
-        self.floor = self.floor.refreshed(now, timers);
-        self.written = now;
+        let refreshed = self.floor.refreshed(now, timers);
+        if refreshed.until == self.floor.until {
+            // Capped by the busy timeout: nothing to write.
+            return Audio::Forward(None);
+        }
+        self.floor = refreshed;
         Audio::Forward(Some(self.floor.clone()))
     }
 

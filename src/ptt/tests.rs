@@ -21,9 +21,9 @@ fn floor(holder: &str, now: Millis) -> Floor {
 fn another_user_is_busy_until_the_floor_idles() {
     let held = floor("alice", 1_000);
     assert_eq!(claim(Some(&held), &floor("bob", 2_000), 2_000), Claim::Busy);
-    assert_eq!(claim(Some(&held), &floor("bob", 3_999), 3_999), Claim::Busy);
+    assert_eq!(claim(Some(&held), &floor("bob", 4_749), 4_749), Claim::Busy);
     assert_eq!(
-        claim(Some(&held), &floor("bob", 4_000), 4_000),
+        claim(Some(&held), &floor("bob", 4_750), 4_750),
         Claim::Granted
     );
     assert_eq!(claim(None, &floor("bob", 2_000), 2_000), Claim::Granted);
@@ -41,13 +41,19 @@ fn the_holder_may_start_again() {
 #[test]
 fn audio_keeps_the_floor_and_writes_it_at_most_every_refresh_interval() {
     let mut talk = Talk::new(floor("alice", 0));
+    assert_eq!(talk.floor.until, 3_750, "idle and a refresh interval");
     assert_eq!(talk.audio(20, &TIMERS), Audio::Forward(None));
-    assert_eq!(talk.audio(749, &TIMERS), Audio::Forward(None));
-    let Audio::Forward(Some(written)) = talk.audio(750, &TIMERS) else {
-        panic!("a refresh is due after a quarter of the idle time");
+    assert_eq!(talk.audio(750, &TIMERS), Audio::Forward(None));
+    let Audio::Forward(Some(written)) = talk.audio(751, &TIMERS) else {
+        panic!("a refresh is due once the floor would free itself within the idle time");
     };
-    assert_eq!(written.until, 3_750);
+    assert_eq!(written.until, 4_501);
     assert_eq!(talk.audio(760, &TIMERS), Audio::Forward(None));
+    assert_eq!(talk.audio(1_501, &TIMERS), Audio::Forward(None));
+    assert!(matches!(
+        talk.audio(1_502, &TIMERS),
+        Audio::Forward(Some(_))
+    ));
     // Audio every 20 ms for a minute keeps the floor.
     for now in (780..60_000).step_by(20) {
         assert!(
@@ -59,13 +65,21 @@ fn audio_keeps_the_floor_and_writes_it_at_most_every_refresh_interval() {
 }
 
 #[test]
-fn a_silent_talker_loses_the_floor_after_the_idle_duration() {
-    let mut talk = Talk::new(floor("alice", 0));
-    assert_eq!(
-        talk.audio(2_999, &TIMERS),
-        Audio::Forward(Some(talk.floor.refreshed(2_999, &TIMERS)))
-    );
-    assert_eq!(talk.audio(5_999 + 1, &TIMERS), Audio::Lost);
+fn a_silent_talker_keeps_the_floor_for_the_idle_duration_and_not_much_longer() {
+    // Whenever the last audio came, the floor is held at least `idle` after it, and at most
+    // `idle` plus a refresh interval.
+    for last in [0, 20, 700, 750, 751, 1_000, 2_999] {
+        let mut talk = Talk::new(floor("alice", 0));
+        for now in (0..=last).step_by(20).chain([last]) {
+            assert!(matches!(talk.audio(now, &TIMERS), Audio::Forward(_)));
+        }
+        let until = talk.floor.until;
+        assert!(
+            until >= last + 3_000 && until <= last + 3_750,
+            "last {last}: until {until}"
+        );
+        assert_eq!(talk.audio(until, &TIMERS), Audio::Lost);
+    }
 }
 
 #[test]
