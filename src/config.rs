@@ -596,6 +596,12 @@ impl Config {
                 defaults::GROUP_BUSY_TIMEOUT,
             ),
         };
+        if ptt_timers.max_talk > ptt_timers.busy_timeout {
+            c.fail(format!(
+                "MAXIMUM_AUDIO_DURATION: {} ms must not exceed GROUP_BUSY_TIMEOUT ({} ms): a talk would lose its floor before it is stopped",
+                ptt_timers.max_talk, ptt_timers.busy_timeout
+            ));
+        }
         let ptt_single_session = c.get(
             "PTT_SINGLE_SESSION",
             &args.ptt_single_session,
@@ -975,6 +981,45 @@ mod tests {
             a.jwt_allow_weak_secret = Some("true".into());
         });
         assert!(Config::from_args(&allowed, None).is_ok());
+    }
+
+    #[test]
+    fn voicepings_timers_are_milliseconds_and_must_agree() {
+        let config = Config::from_args(&args(|_| {}), None).expect("defaults");
+        assert_eq!(
+            config.ptt_timers,
+            Timers {
+                idle: 3_000,
+                max_talk: 90_000,
+                busy_timeout: 95_000
+            }
+        );
+        let set = args(|a| {
+            a.maximum_idle_duration = Some("2500".into());
+            a.maximum_audio_duration = Some("1m".into());
+        });
+        let config = Config::from_args(&set, None).expect("valid");
+        assert_eq!(
+            (config.ptt_timers.idle, config.ptt_timers.max_talk),
+            (2_500, 60_000)
+        );
+        let bad = args(|a| {
+            a.maximum_idle_duration = Some("0".into());
+            a.maximum_audio_duration = Some("100000".into());
+        });
+        let err = Config::from_args(&bad, None).expect_err("refused");
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.starts_with("MAXIMUM_IDLE_DURATION:")),
+            "{err}"
+        );
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.starts_with("MAXIMUM_AUDIO_DURATION:")),
+            "{err}"
+        );
     }
 
     #[test]

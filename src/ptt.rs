@@ -188,12 +188,15 @@ impl Talk {
     }
 }
 
-/// The store's key of a floor: a group's (`g:{group}`), or a talker's private talk
-/// (`p:{user}`: one private talk at a time per user, never busy).
-pub fn floor_key(channel: Channel, group_or_talker: &str) -> String {
-    match channel {
-        Channel::Group => format!("g:{group_or_talker}"),
-        Channel::Private => format!("p:{group_or_talker}"),
+impl Floor {
+    /// The store's key of this floor: its group's (`g:{group}`), one for every talker of the
+    /// group; or, for a private talk, its own (`p:{talker}:{talk}`): private talk is never busy,
+    /// and each connection of a user may talk privately at once.
+    pub fn key(&self) -> String {
+        match self.channel {
+            Channel::Group => format!("g:{}", self.to),
+            Channel::Private => format!("p:{}:{}", self.holder, self.talk),
+        }
     }
 }
 

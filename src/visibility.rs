@@ -123,6 +123,11 @@ impl Viewer {
         self.tenant.as_deref()
     }
 
+    /// Whether this viewer sees its whole tenant (its token lists no groups).
+    pub fn whole_tenant(&self) -> bool {
+        self.groups.is_none()
+    }
+
     /// Whether this viewer may look at group `scoped` (its token lists the group, or no group
     /// at all): asking for another group's members would tell who is in it.
     pub fn watches(&self, scoped: &Arc<str>) -> bool {

@@ -527,9 +527,12 @@ async fn bad_talk_frames_are_answered() {
     let mut alice = handset(&router, "alice", &["18"]).await;
     let mut bob = handset(&router, "bob", &["18"]).await;
     let error = |f: Json| (f[1].as_u64(), f[4]["code"].as_u64());
-    // A START whose payload is a map.
+    // A START whose payload is a map: no floor, and the answer a handset waits for.
     alice.send(frame(0, 1, "alice", "18", Some(P::Map))).await;
-    assert_eq!(error(alice.next_frame().await), (Some(33), Some(400)));
+    assert_eq!(
+        alice.next_frame().await,
+        json!([0, 8, "alice", "18", "Ack Failed"])
+    );
     // START to a group that does not exist: not a member of it.
     alice
         .send(frame(0, 1, "alice", "nowhere", Some(P::Uint(TS))))
@@ -625,4 +628,88 @@ async fn an_audio_flood_does_not_slow_other_talkers() {
         .expect("flood ends")
         .expect("flood task");
     assert_eq!(closed, Some(1008));
+}
+
+/// A private talk is on the air from its first audio; a dashboard of the whole tenant sees to
+/// whom, a dashboard of some groups (which may not see the peer) only that it is private.
+async fn private_talk_on_air(a: &common::Router, b: &common::Router) {
+    let (mut everyone, _) = dashboard(b, "dispatch", None).await;
+    let (mut group, _) = dashboard(b, "group-dispatch", Some(&["18"])).await;
+    let mut alice = handset(a, "alice", &["18"]).await;
+    let mut bob = handset(b, "bob", &["99"]).await;
+    alice
+        .send(frame(1, 1, "alice", "bob", Some(P::Uint(TS))))
+        .await;
+    assert_eq!(alice.next_frame().await[1], 6);
+    assert_eq!(bob.next_frame().await[1], 1);
+    alice
+        .send(frame(1, 3, "alice", "bob", Some(P::Bin(&[1; 20]))))
+        .await;
+    assert_eq!(bob.next_frame().await[1], 3);
+    let seen = next_activity(&mut everyone).await;
+    assert_eq!(
+        (
+            &seen["userId"],
+            &seen["onAir"],
+            &seen["channelType"],
+            &seen["to"]
+        ),
+        (&json!("alice"), &json!(true), &json!(1), &json!("bob"))
+    );
+    let seen = next_activity(&mut group).await;
+    assert_eq!(
+        (&seen["userId"], &seen["channelType"]),
+        (&json!("alice"), &json!(1))
+    );
+    assert!(seen.get("to").is_none(), "the peer is not shown: {seen}");
+    alice.send(frame(1, 2, "alice", "bob", None)).await;
+    assert_eq!(alice.next_frame().await[1], 7);
+    assert_eq!(next_activity(&mut everyone).await["onAir"], false);
+    assert_eq!(next_activity(&mut group).await["onAir"], false);
+}
+
+on_both_stores!(
+    private_talk_on_air,
+    |_| {},
+    private_on_air_on_one_router,
+    private_on_air_across_two_routers
+);
+
+/// A talker who leaves the group mid-talk loses its floor at the next refresh: the group stops
+/// hearing it.
+#[tokio::test]
+async fn leaving_the_group_ends_the_talk() {
+    let router = common::Router::start(|a| a.maximum_idle_duration = Some("400".into())).await;
+    let mut alice = handset(&router, "alice", &[]).await;
+    let mut bob = handset(&router, "bob", &["21"]).await;
+    alice.send(frame(0, 15, "alice", "21", None)).await;
+    alice
+        .send(frame(0, 1, "alice", "21", Some(P::Uint(TS))))
+        .await;
+    assert_eq!(alice.next_frame().await[1], 6);
+    assert_eq!(bob.next_frame().await[1], 1);
+    alice.send(frame(0, 16, "alice", "21", None)).await;
+    // Audio until the router says there is no floor (at the first refresh, within 100 ms).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the talk never ended"
+        );
+        alice
+            .send(frame(0, 3, "alice", "21", Some(P::Bin(&[2; 10]))))
+            .await;
+        if let Some(Seen::Frame(f)) = alice.next_within(Duration::from_millis(20)).await {
+            assert_eq!((&f[1], &f[4]["code"]), (&json!(33), &json!(403)), "{f}");
+            break;
+        }
+    }
+    // Bob heard what came before, and then nothing more.
+    while let Some(Seen::Frame(f)) = bob.next_within(Duration::from_millis(200)).await {
+        assert_eq!(f[1], 3);
+    }
+    alice
+        .send(frame(0, 3, "alice", "21", Some(P::Bin(&[3; 10]))))
+        .await;
+    bob.quiet_for(Duration::from_millis(200)).await;
 }

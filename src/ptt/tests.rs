@@ -123,6 +123,14 @@ fn ids_as_voiceping_makes_them() {
         text_id(Channel::Private, 17, "u2", "u1", 5),
         "1_17_u2_u1_5.txt"
     );
-    assert_eq!(floor_key(Channel::Group, "18"), "g:18");
-    assert_eq!(floor_key(Channel::Private, "u1"), "p:u1");
+    assert_eq!(floor("u1", 7).key(), "g:18");
+    let private = Floor::new(
+        9,
+        Arc::from("u1"),
+        Channel::Private,
+        Arc::from("u2"),
+        7,
+        &TIMERS,
+    );
+    assert_eq!(private.key(), "p:u1:9");
 }

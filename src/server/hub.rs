@@ -7,25 +7,40 @@
 //! `try_send`s of one delivery, never across an `.await`. A full mailbox loses the frame for that
 //! connection only: a listener that cannot keep up never slows the talker or the others.
 
-use crate::presence::ConnId;
+use crate::presence::{ConnId, MAX_GROUPS_PER_USER};
 use crate::store::Relayed;
 use crate::visibility::unscoped;
 use crate::wire::encode_login_duplicated;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::mpsc;
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{mpsc, Notify};
 
 /// Frames one connection may have waiting: a few seconds of audio at 50 frames/s.
 pub const MAILBOX: usize = 256;
 
-/// What a session finds in its mailbox.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A frame to send.
-    Frame(Bytes),
-    /// `PTT_SINGLE_SESSION`: the user logged in elsewhere; send this frame (if any), then close.
-    Kick(Option<Bytes>),
+/// `PTT_SINGLE_SESSION`: a connection's notice that its user logged in again. Apart from the
+/// mailbox, so that a full mailbox never loses it.
+#[derive(Debug, Default)]
+pub struct Kick {
+    /// The frame to send before closing (LOGIN_DUPLICATED), if any; set once.
+    notice: OnceLock<Option<Bytes>>,
+    wake: Notify,
+}
+
+impl Kick {
+    fn kick(&self, notice: Option<Bytes>) {
+        if self.notice.set(notice).is_ok() {
+            // Kept as a permit when the session is not waiting yet.
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits until the connection is kicked; returns the frame to send before closing.
+    pub async fn kicked(&self) -> Option<Bytes> {
+        self.wake.notified().await;
+        self.notice.get().cloned().flatten()
+    }
 }
 
 /// How one delivery went.
@@ -42,7 +57,8 @@ struct Listener {
     conn: ConnId,
     user: Arc<str>,
     device: Option<Arc<str>>,
-    mailbox: mpsc::Sender<Outbound>,
+    mailbox: mpsc::Sender<Bytes>,
+    kick: Arc<Kick>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +104,10 @@ pub struct Registration<'a> {
     hub: &'a Hub,
     user: Arc<str>,
     conn: ConnId,
+    /// Talk for the connection, in order.
+    pub inbox: mpsc::Receiver<Bytes>,
+    /// Whether its user logged in again (`PTT_SINGLE_SESSION`).
+    pub kick: Arc<Kick>,
 }
 
 impl Drop for Registration<'_> {
@@ -97,11 +117,25 @@ impl Drop for Registration<'_> {
 }
 
 fn send(listener: &Listener, frame: &Bytes, delivery: &mut Delivery) {
-    match listener.mailbox.try_send(Outbound::Frame(frame.clone())) {
+    match listener.mailbox.try_send(frame.clone()) {
         Ok(()) => delivery.delivered += 1,
         Err(mpsc::error::TrySendError::Full(_)) => delivery.full += 1,
         // The session is ending; it unregisters itself.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Kicks every connection of `entry` (of `user`): those of a device other than `device` get
+/// LOGIN_DUPLICATED first, as VoicePing sends it.
+fn kick_all(entry: &UserEntry, device: Option<&str>, user: &str) {
+    for listener in &entry.conns {
+        let notice = (listener.device.as_deref() != device).then(|| {
+            Bytes::from(encode_login_duplicated(
+                unscoped(user),
+                device.unwrap_or_default(),
+            ))
+        });
+        listener.kick.kick(notice);
     }
 }
 
@@ -115,29 +149,38 @@ impl Hub {
     }
 
     /// Adds connection `conn` of `user` (tenant-scoped), a member of `groups`; returns its
-    /// registration and mailbox. A user's groups are the same for all their connections: the
-    /// union of what each registration brought, until [`Hub::set_groups`] says otherwise.
+    /// registration, with its mailbox. A user's groups are the same for all their connections:
+    /// the union of what each registration brought, until [`Hub::set_groups`] says otherwise.
+    /// With `single`, the user's other connections here are kicked at once (under the same
+    /// lock, so that of two connections registering together one survives).
     pub fn register(
         &self,
         user: &Arc<str>,
         conn: ConnId,
         device: Option<Arc<str>>,
         groups: &[Arc<str>],
-    ) -> (Registration<'_>, mpsc::Receiver<Outbound>) {
+        single: bool,
+    ) -> Registration<'_> {
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
+        let kick = Arc::new(Kick::default());
         let listener = Arc::new(Listener {
             conn,
             user: user.clone(),
             device,
             mailbox,
+            kick: kick.clone(),
         });
         let mut state = self.write();
         let entry = state.users.entry(user.clone()).or_default();
+        if single {
+            kick_all(entry, listener.device.as_deref(), user);
+        }
         entry.conns.push(listener.clone());
         let known = entry.groups.clone();
         let mut joined: Vec<Arc<str>> = groups
             .iter()
             .filter(|g| known.binary_search(g).is_err())
+            .take(MAX_GROUPS_PER_USER.saturating_sub(known.len()))
             .cloned()
             .collect();
         joined.sort_unstable();
@@ -154,12 +197,13 @@ impl Hub {
             }
         }
         drop(state);
-        let registration = Registration {
+        Registration {
             hub: self,
             user: user.clone(),
             conn,
-        };
-        (registration, inbox)
+            inbox,
+            kick,
+        }
     }
 
     fn unregister(&self, user: &str, conn: ConnId) {
@@ -184,15 +228,46 @@ impl Hub {
 
     /// Makes `groups` (sorted) the groups of `user`, if they have a connection here.
     pub fn set_groups(&self, user: &str, groups: &[Arc<str>]) {
+        self.regroup(user, |_| groups.to_vec());
+    }
+
+    /// `user` joined `group` (scoped); beyond [`MAX_GROUPS_PER_USER`] groups, nothing is.
+    pub fn join(&self, user: &str, group: &Arc<str>) {
+        self.regroup(user, |groups| {
+            let mut groups = groups.to_vec();
+            if let Err(at) = groups.binary_search(group) {
+                if groups.len() < MAX_GROUPS_PER_USER {
+                    groups.insert(at, group.clone());
+                }
+            }
+            groups
+        });
+    }
+
+    /// `user` left `group` (scoped).
+    pub fn leave(&self, user: &str, group: &str) {
+        self.regroup(user, |groups| {
+            groups
+                .iter()
+                .filter(|g| g.as_ref() != group)
+                .cloned()
+                .collect()
+        });
+    }
+
+    /// Changes the groups of `user` (if connected here) to what `change` makes of them, and the
+    /// index with them, under one lock.
+    fn regroup(&self, user: &str, change: impl FnOnce(&[Arc<str>]) -> Vec<Arc<str>>) {
         let mut state = self.write();
         let Some(entry) = state.users.get_mut(user) else {
             return;
         };
+        let groups = change(&entry.groups);
         if entry.groups == groups {
             return;
         }
-        let old = std::mem::replace(&mut entry.groups, groups.to_vec());
-        let conns = entry.conns.clone();
+        let old = std::mem::replace(&mut entry.groups, groups);
+        let (conns, groups) = (entry.conns.clone(), entry.groups.clone());
         for group in old.iter().filter(|g| groups.binary_search(g).is_err()) {
             for listener in &conns {
                 state.unindex(group, listener.conn);
@@ -205,34 +280,9 @@ impl Hub {
         }
     }
 
-    /// `user` joined `group` (scoped).
-    pub fn join(&self, user: &str, group: &Arc<str>) {
-        let groups = self.with_groups(user, |groups| {
-            if let Err(at) = groups.binary_search(group) {
-                groups.insert(at, group.clone());
-            }
-        });
-        if let Some(groups) = groups {
-            self.set_groups(user, &groups);
-        }
-    }
-
-    /// `user` left `group` (scoped).
-    pub fn leave(&self, user: &str, group: &str) {
-        let groups = self.with_groups(user, |groups| groups.retain(|g| g.as_ref() != group));
-        if let Some(groups) = groups {
-            self.set_groups(user, &groups);
-        }
-    }
-
-    fn with_groups(
-        &self,
-        user: &str,
-        change: impl FnOnce(&mut Vec<Arc<str>>),
-    ) -> Option<Vec<Arc<str>>> {
-        let mut groups = self.read().users.get(user)?.groups.clone();
-        change(&mut groups);
-        Some(groups)
+    /// The users with a connection here.
+    pub fn users(&self) -> Vec<Arc<str>> {
+        self.read().users.keys().cloned().collect()
     }
 
     /// The groups of `user` (empty when not connected here).
@@ -274,23 +324,11 @@ impl Hub {
         delivery
     }
 
-    /// `PTT_SINGLE_SESSION`: `user` connected from `device` (as connection `keep`, when here):
-    /// every other connection of theirs here is closed, with LOGIN_DUPLICATED first when its
-    /// device id differs. Closing is the session's business once the mailbox says so.
-    pub fn kick(&self, user: &str, device: Option<&str>, keep: Option<ConnId>) {
-        let state = self.read();
-        let Some(entry) = state.users.get(user) else {
-            return;
-        };
-        for listener in entry.conns.iter().filter(|l| Some(l.conn) != keep) {
-            let notice = (listener.device.as_deref() != device).then(|| {
-                Bytes::from(encode_login_duplicated(
-                    unscoped(user),
-                    device.unwrap_or_default(),
-                ))
-            });
-            // A full mailbox: the kick goes when there is room, or with the session.
-            let _ = listener.mailbox.try_send(Outbound::Kick(notice));
+    /// `PTT_SINGLE_SESSION`: `user` connected from `device` on another router: every
+    /// connection of theirs here is kicked.
+    pub fn kick(&self, user: &str, device: Option<&str>) {
+        if let Some(entry) = self.read().users.get(user) {
+            kick_all(entry, device, user);
         }
     }
 
@@ -304,7 +342,7 @@ impl Hub {
             } => self.to_group(group, except, frame),
             Relayed::User { user, frame } => self.to_user(user, frame),
             Relayed::Kick { user, device } => {
-                self.kick(user, device.as_deref(), None);
+                self.kick(user, device.as_deref());
                 Delivery::default()
             }
         }
@@ -323,21 +361,22 @@ mod tests {
         Bytes::from(vec![n])
     }
 
-    fn next(inbox: &mut mpsc::Receiver<Outbound>) -> Option<Bytes> {
-        match inbox.try_recv() {
-            Ok(Outbound::Frame(f)) => Some(f),
-            _ => None,
-        }
+    fn next(registration: &mut Registration<'_>) -> Option<Bytes> {
+        registration.inbox.try_recv().ok()
+    }
+
+    fn join<'h>(hub: &'h Hub, user: &str, conn: ConnId, groups: &[Arc<str>]) -> Registration<'h> {
+        hub.register(&id(user), conn, None, groups, false)
     }
 
     #[test]
     fn a_group_frame_reaches_every_member_connection_but_the_senders() {
         let hub = Hub::default();
         let g = id("18");
-        let (_a, mut a) = hub.register(&id("alice"), 1, None, std::slice::from_ref(&g));
-        let (_b1, mut b1) = hub.register(&id("bob"), 2, None, std::slice::from_ref(&g));
-        let (_b2, mut b2) = hub.register(&id("bob"), 3, None, &[]);
-        let (_c, mut c) = hub.register(&id("carol"), 4, None, &[]);
+        let mut a = join(&hub, "alice", 1, std::slice::from_ref(&g));
+        let mut b1 = join(&hub, "bob", 2, std::slice::from_ref(&g));
+        let mut b2 = join(&hub, "bob", 3, &[]);
+        let mut c = join(&hub, "carol", 4, &[]);
         let delivery = hub.to_group("18", "alice", &frame(1));
         assert_eq!(delivery.delivered, 2, "both of bob's connections");
         assert_eq!(next(&mut b1), Some(frame(1)));
@@ -350,7 +389,7 @@ mod tests {
     fn joins_leaves_and_goodbyes_keep_the_index_true() {
         let hub = Hub::default();
         let g = id("18");
-        let (_a, mut a) = hub.register(&id("alice"), 1, None, &[]);
+        let mut a = join(&hub, "alice", 1, &[]);
         let sender = id("zed");
         assert_eq!(hub.to_group("18", &sender, &frame(1)).delivered, 0);
         hub.join("alice", &g);
@@ -360,19 +399,19 @@ mod tests {
         hub.leave("alice", "18");
         assert_eq!(hub.to_group("18", &sender, &frame(3)).delivered, 0);
         hub.set_groups("alice", std::slice::from_ref(&g));
-        let (second, _second_inbox) = hub.register(&id("alice"), 2, None, &[]);
+        let second = join(&hub, "alice", 2, &[]);
         assert_eq!(hub.to_group("18", &sender, &frame(4)).delivered, 2);
         drop(second);
         assert_eq!(hub.to_group("18", &sender, &frame(5)).delivered, 1);
-        drop(_a);
+        drop(a);
         assert!(hub.read().groups.is_empty() && hub.read().users.is_empty());
     }
 
     #[test]
     fn a_full_mailbox_loses_frames_for_that_connection_only() {
         let hub = Hub::default();
-        let (_slow, _slow_inbox) = hub.register(&id("slow"), 1, None, &[id("g")]);
-        let (_fast, mut fast) = hub.register(&id("fast"), 2, None, &[id("g")]);
+        let _slow = join(&hub, "slow", 1, &[id("g")]);
+        let mut fast = join(&hub, "fast", 2, &[id("g")]);
         for n in 0..MAILBOX + 10 {
             let delivery = hub.to_group("g", "talker", &frame(n as u8));
             assert!(next(&mut fast).is_some());
@@ -381,14 +420,39 @@ mod tests {
     }
 
     #[test]
-    fn a_kick_spares_the_new_connection_and_tells_other_devices() {
+    fn joins_stop_at_the_most_groups_a_user_may_have() {
         let hub = Hub::default();
-        let (_old, mut old) = hub.register(&id("u1"), 1, Some(id("d1")), &[]);
-        let (_same, mut same) = hub.register(&id("u1"), 2, Some(id("d2")), &[]);
-        let (_new, mut new) = hub.register(&id("u1"), 3, Some(id("d2")), &[]);
-        hub.kick("u1", Some("d2"), Some(3));
-        assert!(matches!(old.try_recv(), Ok(Outbound::Kick(Some(_)))));
-        assert!(matches!(same.try_recv(), Ok(Outbound::Kick(None))));
-        assert!(new.try_recv().is_err());
+        let _a = join(&hub, "alice", 1, &[]);
+        for n in 0..MAX_GROUPS_PER_USER + 50 {
+            hub.join("alice", &id(&format!("g{n}")));
+        }
+        assert_eq!(hub.groups_of("alice").len(), MAX_GROUPS_PER_USER);
+        assert_eq!(hub.read().groups.len(), MAX_GROUPS_PER_USER);
+    }
+
+    #[tokio::test]
+    async fn a_single_session_kicks_the_older_connections_even_with_a_full_mailbox() {
+        let hub = Hub::default();
+        let user = id("u1");
+        let old = hub.register(&user, 1, Some(id("d1")), &[id("g")], true);
+        let same = hub.register(&user, 2, Some(id("d2")), &[], false);
+        for _ in 0..MAILBOX + 1 {
+            hub.to_group("g", "talker", &frame(0));
+        }
+        let new = hub.register(&user, 3, Some(id("d2")), &[], true);
+        let notice = old
+            .kick
+            .kicked()
+            .await
+            .expect("LOGIN_DUPLICATED for another device");
+        assert!(String::from_utf8_lossy(&notice).contains("another deviceId d2"));
+        assert_eq!(
+            same.kick.kicked().await,
+            None,
+            "the same device: closed silently"
+        );
+        let not_kicked =
+            tokio::time::timeout(std::time::Duration::from_millis(20), new.kick.kicked()).await;
+        assert!(not_kicked.is_err(), "the new connection stays");
     }
 }

@@ -168,12 +168,35 @@ async fn deliver_talk<S: PresenceStore>(
                     let update = &published.update;
                     ctx.hub.set_groups(&update.user_id, &update.audience.groups);
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // Updates may have been missed: every user's groups are read again.
+                Ok(crate::store::FeedEvent::Resync)
+                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    regroup_all(&ctx).await;
+                }
+                Ok(crate::store::FeedEvent::Activity(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         }
     }
 }
+
+/// Reads again the groups of every user connected here, a batch at a time, and makes them the
+/// hub's.
+async fn regroup_all<S: PresenceStore>(ctx: &Context<S>) {
+    for users in ctx.hub.users().chunks(REGROUP_BATCH) {
+        match ctx.store.lookup(users).await {
+            Ok(views) => {
+                for view in views {
+                    ctx.hub.set_groups(&view.user_id, &view.audience.groups);
+                }
+            }
+            Err(error) => warn!(%error, "could not read the groups of this router's users"),
+        }
+    }
+}
+
+/// Users whose groups one lookup reads after missed updates.
+const REGROUP_BATCH: usize = 500;
 
 /// Serves one TCP connection with hyper, upgrades included; closes it at once when the sockets
 /// not upgraded are at their cap.

@@ -8,7 +8,7 @@
 
 use super::admission::Ticket;
 use super::connection::{Connection, Inbound};
-use super::hub::Outbound;
+use super::hub::Registration;
 use super::limits::{InboundLimits, Verdict};
 use super::talk::{is_talk, TalkState, Talker};
 use super::Context;
@@ -166,18 +166,15 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     }
     // Talk reaches this connection through its mailbox in the hub, by user and by group.
     let groups = talk_groups(&ctx, &device, role).await;
-    let (registration, mut inbox) = ctx.hub.register(
+    let single = ctx.config.ptt_single_session;
+    let mut registration = ctx.hub.register(
         &device.user_id,
         peer.conn_id,
         peer.device_id.clone(),
         &groups,
+        single,
     );
-    if ctx.config.ptt_single_session {
-        ctx.hub.kick(
-            &device.user_id,
-            peer.device_id.as_deref(),
-            Some(peer.conn_id),
-        );
+    if single {
         ctx.store.relay(Relayed::Kick {
             user: device.user_id.clone(),
             device: peer.device_id.clone(),
@@ -202,7 +199,13 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     debug!("session started");
     let mut talk = TalkState::default();
     let ending = serve(
-        &ctx, &mut conn, &peer, &device, watch, &mut inbox, &mut talk,
+        &ctx,
+        &mut conn,
+        &peer,
+        &device,
+        watch,
+        &mut registration,
+        &mut talk,
     )
     .await;
     let talker = Talker {
@@ -282,8 +285,13 @@ async fn send_snapshot<S: PresenceStore>(
             report(ctx, Err(error));
             Vec::new()
         });
+    let floors: Vec<_> = floors
+        .iter()
+        .filter(|f| watches(viewer, f))
+        .map(|f| as_seen(viewer, f))
+        .collect();
     let mut on_air = OnAir::new();
-    for floor in floors.iter().filter(|f| watches(viewer, f)) {
+    for floor in &floors {
         // A group talk wins over a private one.
         if floor.channel == Channel::Group || !on_air.contains_key(floor.holder.as_ref()) {
             on_air.insert(floor.holder.as_ref(), floor);
@@ -312,6 +320,22 @@ fn shows(viewer: &Viewer, activity: &Activity) -> bool {
     viewer.sees(&activity.audience) && watches(viewer, &activity.floor)
 }
 
+/// A floor as a viewer is shown it: the peer of a private talk only to a viewer of the whole
+/// tenant (who sees every user of it); a viewer of some groups may not see the peer.
+fn as_seen<'f>(
+    viewer: &Viewer,
+    floor: &'f crate::ptt::Floor,
+) -> std::borrow::Cow<'f, crate::ptt::Floor> {
+    if floor.channel == Channel::Private && !viewer.whole_tenant() {
+        std::borrow::Cow::Owned(crate::ptt::Floor {
+            to: Arc::from(""),
+            ..floor.clone()
+        })
+    } else {
+        std::borrow::Cow::Borrowed(floor)
+    }
+}
+
 /// Counts a failed store operation. Logged at debug only: while a store is down every
 /// connection fails alike, and `/health` and the metrics already say so.
 pub(super) fn report<S>(ctx: &Context<S>, result: Result<(), crate::store::StoreError>) {
@@ -336,7 +360,7 @@ async fn serve<S: PresenceStore>(
     peer: &Peer,
     device: &Device,
     mut watch: Option<Watch>,
-    inbox: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    registration: &mut Registration<'_>,
     talk: &mut TalkState,
 ) -> Ending {
     let talker = Talker {
@@ -449,11 +473,15 @@ async fn serve<S: PresenceStore>(
                         Ok(frame) if is_talk(frame.message_type) => {
                             // Boxed: its future holds store calls, and would grow every session.
                             match Box::pin(talker.handle(talk, &frame)).await {
-                                Ok(replies) => {
-                                    for reply in replies {
+                                Ok(handled) => {
+                                    // The sender's replies leave before anyone gets the frame.
+                                    for reply in handled.replies {
                                         if conn.send(reply).await.is_err() {
                                             return Ending::Drop;
                                         }
+                                    }
+                                    if let Some(forward) = handled.forward {
+                                        talker.forward(forward);
                                     }
                                     None
                                 }
@@ -497,23 +525,23 @@ async fn serve<S: PresenceStore>(
                     }
                 }
             }
-            outbound = inbox.recv() => match outbound {
-                Some(Outbound::Frame(frame)) => {
+            frame = registration.inbox.recv() => match frame {
+                Some(frame) => {
                     if conn.send(frame).await.is_err() {
                         return Ending::Drop;
                     }
                 }
-                Some(Outbound::Kick(notice)) => {
-                    if let Some(notice) = notice {
-                        if conn.send(notice).await.is_err() {
-                            return Ending::Drop;
-                        }
-                    }
-                    return Ending::Close(1000, "logged in from another device");
-                }
                 // The hub holds the sender while the session lives.
                 None => return Ending::Close(1001, "server shutting down"),
             },
+            notice = registration.kick.kicked() => {
+                if let Some(notice) = notice {
+                    if conn.send(notice).await.is_err() {
+                        return Ending::Drop;
+                    }
+                }
+                return Ending::Close(1000, "logged in from another device");
+            }
             event = next_event(watch.as_mut().map(|w| &mut w.feed)) => match (event, watch.as_mut()) {
                 (Ok(event), Some(watch)) => match &*event {
                     FeedEvent::Update(published) if watch.snapshot.is_news(published) => {
@@ -529,7 +557,8 @@ async fn serve<S: PresenceStore>(
                     }
                     FeedEvent::Update(_) => {}
                     FeedEvent::Activity(activity) if shows(&watch.viewer, activity) => {
-                        let frame = encode_activity(&activity.user_id, activity.on_air, &activity.floor, activity.timestamp);
+                        let floor = as_seen(&watch.viewer, &activity.floor);
+                        let frame = encode_activity(&activity.user_id, activity.on_air, &floor, activity.timestamp);
                         if conn.send(Bytes::from(frame)).await.is_err() {
                             return Ending::Drop;
                         }
@@ -617,13 +646,20 @@ async fn regroup<S: PresenceStore>(
     }
     let scoped = scoped(identity.tenant.as_deref(), &text);
     let change = if join {
-        ctx.hub.join(&device.user_id, &scoped);
-        GroupChange::Join(scoped)
+        GroupChange::Join(scoped.clone())
     } else {
-        ctx.hub.leave(&device.user_id, &scoped);
-        GroupChange::Leave(scoped)
+        GroupChange::Leave(scoped.clone())
     };
-    report(ctx, ctx.store.regroup(&device.user_id, change).await);
+    let stored = ctx.store.regroup(&device.user_id, change).await;
+    // This router's talk follows once the store took the change.
+    if stored.is_ok() {
+        if join {
+            ctx.hub.join(&device.user_id, &scoped);
+        } else {
+            ctx.hub.leave(&device.user_id, &scoped);
+        }
+    }
+    report(ctx, stored);
     Ok(None)
 }
 

@@ -1,20 +1,22 @@
 //! One session's push-to-talk: START / AUDIO / STOP, TEXT / INTERACTIVE, DELIVERED / READ, as
 //! the VoicePing router answers them. The floor rules are [`crate::ptt`]'s and the floors are the
-//! store's; this module applies them to one connection's frames, replies to the sender's own
-//! connection first, and hands what others get to the [`Hub`] (this router) and the store's
-//! relay (the others). The sender's id in everything sent is the authenticated one.
+//! store's; this module applies them to one connection's frames. [`Talker::handle`] returns what
+//! the sender's own connection gets and what the others get ([`Handled`]): the session writes the
+//! replies first, then hands the rest to the [`Hub`] (this router) and the store's relay (the
+//! others), so an ack always leaves before what it acknowledges reaches anyone. The sender's id
+//! in everything sent is the authenticated one.
 
 use super::hub::{Delivery, Hub};
 use super::session::{report, Peer};
 use super::Context;
 use crate::metrics::inc;
 use crate::presence::{Audience, Millis};
-use crate::ptt::{floor_key, recording_id, text_id, Audio, Channel, Claim, Floor, Talk};
+use crate::ptt::{recording_id, text_id, Audio, Channel, Claim, Floor, Talk};
 use crate::store::{Activity, PresenceStore, Relayed};
 use crate::visibility::scoped;
 use crate::wire::{
-    addressee, encode_forward, encode_talk, encode_unauthorized_group, sender, ChannelType,
-    ErrorCode, Field, Frame, MessageType, Value,
+    addressee, encode_error, encode_forward, encode_talk, encode_unauthorized_group, plain_field,
+    sender, truthy, ChannelType, ErrorCode, Field, Frame, Id, MessageType, Value,
 };
 use bytes::Bytes;
 use serde::Serialize;
@@ -34,33 +36,46 @@ const NO_FLOOR_NOTICE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct TalkState {
     /// The floor this connection holds, while its user talks.
-    holding: Option<Held>,
+    holding: Option<Talk>,
     /// When the talker was last told its AUDIO had no floor.
     no_floor_told: Option<Instant>,
-}
-
-#[derive(Debug)]
-struct Held {
-    key: String,
-    talk: Talk,
-}
-
-impl Held {
-    /// Whether this is the hold of `target`'s floor (for this session's talker).
-    fn is_for(&self, target: &Target<'_>) -> bool {
-        self.talk.floor.channel == target.channel && self.talk.floor.to == target.scoped
-    }
+    /// The peer of a private talk ended for running too long: its AUDIO is dropped until the
+    /// next START.
+    private_ended: Option<Arc<str>>,
 }
 
 impl TalkState {
     /// When the floor held frees itself unless audio comes (to tell dashboards it did).
     pub fn free_at(&self) -> Option<Millis> {
-        self.holding.as_ref().map(|held| held.talk.floor.until)
+        self.holding.as_ref().map(|talk| talk.floor.until)
     }
 }
 
-/// What a handler sends to its own connection, in order.
-pub type Replies = Vec<Bytes>;
+/// What one frame makes the router send: to the sender's connection, then to others.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// For the sender's own connection, in order, before anything else.
+    pub replies: Vec<Bytes>,
+    /// For the frame's group or peer, once the replies are written.
+    pub forward: Option<Forward>,
+}
+
+impl Handled {
+    fn reply(frame: Vec<u8>) -> Handled {
+        Handled {
+            replies: vec![Bytes::from(frame)],
+            forward: None,
+        }
+    }
+}
+
+/// A frame for the members of a group or the connections of a user, on every router.
+#[derive(Debug)]
+pub struct Forward {
+    channel: Channel,
+    to: Arc<str>,
+    frame: Bytes,
+}
 
 /// Whether `message_type` is push-to-talk handled here.
 pub fn is_talk(message_type: MessageType) -> bool {
@@ -96,13 +111,18 @@ struct Target<'f> {
 }
 
 impl Target<'_> {
-    /// The store's key of the floor `talker` takes here: the group's, or the talker's own
-    /// private talk.
-    fn key(&self, talker: &str) -> String {
-        match self.channel {
-            Channel::Group => floor_key(Channel::Group, &self.scoped),
-            Channel::Private => floor_key(Channel::Private, talker),
-        }
+    /// Whether `talk` is this target's.
+    fn holds(&self, talk: &Talk) -> bool {
+        talk.floor.channel == self.channel && talk.floor.to == self.scoped
+    }
+
+    /// `frame` for this target.
+    fn forward(&self, frame: Vec<u8>) -> Option<Forward> {
+        Some(Forward {
+            channel: self.channel,
+            to: self.scoped.clone(),
+            frame: Bytes::from(frame),
+        })
     }
 }
 
@@ -115,18 +135,18 @@ impl<S: PresenceStore> Talker<'_, S> {
         &self.peer.identity.user_id
     }
 
-    /// Handles one push-to-talk frame; returns what the sender's connection gets, or why the
-    /// frame is refused.
+    /// Handles one push-to-talk frame: what the sender and the others get, or why the frame
+    /// is refused.
     pub async fn handle(
         &self,
         state: &mut TalkState,
         frame: &Frame<'_>,
-    ) -> Result<Replies, Refusal> {
+    ) -> Result<Handled, Refusal> {
         match frame.message_type {
-            MessageType::CONNECTION => Ok(Vec::new()),
+            MessageType::CONNECTION => Ok(Handled::default()),
             MessageType::IMAGE => {
                 inc(&self.ctx.metrics.frames_dropped);
-                Ok(Vec::new())
+                Ok(Handled::default())
             }
             MessageType::START => self.start(state, frame).await,
             MessageType::AUDIO => self.audio(state, frame).await,
@@ -135,10 +155,14 @@ impl<S: PresenceStore> Talker<'_, S> {
             // DELIVERED and READ: forwarded in private, ignored in groups.
             _ => {
                 let target = self.target(frame)?;
-                if target.channel == Channel::Private {
-                    self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
-                }
-                Ok(Vec::new())
+                let forward = match target.channel {
+                    Channel::Private => target.forward(encode_forward(frame, self.user_id())),
+                    Channel::Group => None,
+                };
+                Ok(Handled {
+                    replies: Vec::new(),
+                    forward,
+                })
             }
         }
     }
@@ -169,65 +193,64 @@ impl<S: PresenceStore> Talker<'_, S> {
             channel,
             scoped: scoped(self.peer.identity.tenant.as_deref(), &text),
             text: match to {
-                crate::wire::Id::Str(s) => s.into(),
+                Id::Str(s) => s.into(),
                 _ => text.into_owned().into(),
             },
         })
     }
 
-    /// Whether the talker may talk in a group target; the two refusals VoicePing sends when not.
-    fn member(&self, target: &Target<'_>, frame: &Frame<'_>) -> Option<Replies> {
+    /// Whether the talker may talk in a group target; VoicePing's refusal when not.
+    fn refused(&self, target: &Target<'_>, frame: &Frame<'_>) -> Option<Vec<Bytes>> {
         if target.channel == Channel::Private || self.ctx.hub.is_member(self.user, &target.scoped) {
             return None;
         }
-        let to = frame.to.unwrap_or(crate::wire::Id::Int(0));
+        let to = frame.to.unwrap_or(Id::Int(0));
         Some(vec![Bytes::from(encode_unauthorized_group(
             self.user_id(),
             to,
         ))])
     }
 
-    /// Hands `frame` to the target's connections on every router.
-    fn forward(&self, target: &Target<'_>, frame: Bytes) {
+    /// Hands a frame to its group's or peer's connections on every router.
+    pub fn forward(&self, forward: Forward) {
+        let Forward { channel, to, frame } = forward;
         let hub: &Hub = &self.ctx.hub;
-        let (delivery, relayed) = match target.channel {
+        let (delivery, relayed) = match channel {
             Channel::Group => (
-                hub.to_group(&target.scoped, self.user, &frame),
+                hub.to_group(&to, self.user, &frame),
                 Relayed::Group {
-                    group: target.scoped.clone(),
+                    group: to,
                     except: self.user.clone(),
                     frame,
                 },
             ),
-            Channel::Private => (
-                hub.to_user(&target.scoped, &frame),
-                Relayed::User {
-                    user: target.scoped.clone(),
-                    frame,
-                },
-            ),
+            Channel::Private => (hub.to_user(&to, &frame), Relayed::User { user: to, frame }),
         };
         count(self.ctx, delivery);
         self.ctx.store.relay(relayed);
     }
 
-    async fn start(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
+    async fn start(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Handled, Refusal> {
         let target = self.target(frame)?;
         let from = sender(frame, self.user_id());
         let to = addressee(frame);
+        let forward = target.forward(encode_forward(frame, self.user_id()));
         if target.channel == Channel::Private {
             // No floor in private: acknowledged with the payload as it came, and forwarded.
+            state.private_ended = None;
             let mut fields = vec![from, to];
-            fields.extend(frame.message_id.map(Field::Raw));
-            fields.push(frame.payload.map_or(Field::Str("Acknowledged"), Field::Raw));
-            self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
-            return Ok(vec![Bytes::from(encode_talk(
-                1,
-                MessageType::START_ACK,
-                &fields,
-            ))]);
+            fields.extend(frame.message_id.filter(|id| truthy(id)).map(plain_field));
+            fields.push(
+                frame
+                    .payload
+                    .filter(|p| truthy(p))
+                    .map_or(Field::Str("Acknowledged"), plain_field),
+            );
+            return Ok(Handled {
+                replies: vec![Bytes::from(encode_talk(1, MessageType::START_ACK, &fields))],
+                forward,
+            });
         }
-        let ack = start_ack_text(frame)?;
         let failed = |why| {
             Bytes::from(encode_talk(
                 0,
@@ -235,39 +258,53 @@ impl<S: PresenceStore> Talker<'_, S> {
                 &[from, to, Field::Str(why)],
             ))
         };
-        if let Some(mut refused) = self.member(&target, frame) {
+        if let Some(mut refused) = self.refused(&target, frame) {
             refused.push(failed("Ack Failed"));
-            return Ok(refused);
+            return Ok(Handled {
+                replies: refused,
+                forward: None,
+            });
         }
+        let Some(ack) = start_ack_text(frame) else {
+            return Ok(Handled {
+                replies: vec![failed("Ack Failed")],
+                forward: None,
+            });
+        };
         let now = self.now();
-        let key = target.key(self.user);
         let want = self.floor(&target, now);
-        match self.ctx.store.claim(&key, &want, now).await {
+        match self.ctx.store.claim(&want, now).await {
             Ok(Claim::Granted) => {}
             Ok(Claim::Busy) => {
                 inc(&self.ctx.metrics.floors_busy);
-                return Ok(vec![failed("Busy")]);
+                return Ok(Handled {
+                    replies: vec![failed("Busy")],
+                    forward: None,
+                });
             }
             Err(error) => {
                 report(self.ctx, Err(error));
-                return Ok(vec![failed("Ack Failed")]);
+                return Ok(Handled {
+                    replies: vec![failed("Ack Failed")],
+                    forward: None,
+                });
             }
         }
-        if state.holding.as_ref().is_some_and(|held| held.key != key) {
+        // A START again in the same group only renews the talk: on the air already.
+        let again = state
+            .holding
+            .as_ref()
+            .is_some_and(|talk| target.holds(talk));
+        if !again {
             self.end(state, now).await;
+            self.announce(&want, true, now);
         }
-        self.announce(&want, true, now);
-        state.holding = Some(Held {
-            key,
-            talk: Talk::new(want),
-        });
-        let reply = Bytes::from(encode_talk(
-            0,
-            MessageType::START_ACK,
-            &[from, to, Field::Str(&ack)],
-        ));
-        self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
-        Ok(vec![reply])
+        state.holding = Some(Talk::new(want));
+        let reply = encode_talk(0, MessageType::START_ACK, &[from, to, Field::Str(&ack)]);
+        Ok(Handled {
+            replies: vec![Bytes::from(reply)],
+            forward,
+        })
     }
 
     /// A new hold of the target's floor by this talker, from `now`.
@@ -282,101 +319,110 @@ impl<S: PresenceStore> Talker<'_, S> {
         )
     }
 
-    async fn audio(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
+    async fn audio(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Handled, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
         let timers = self.ctx.config.ptt_timers;
         let step = match state.holding.as_mut() {
-            Some(held) if held.is_for(&target) => held.talk.audio(now, &timers),
+            Some(talk) if target.holds(talk) => talk.audio(now, &timers),
             _ => Audio::Lost,
         };
-        match step {
-            Audio::Forward(refreshed) => {
-                if let Some(floor) = refreshed {
-                    let key = target.key(self.user);
-                    if !self.ctx.store.refresh(&key, &floor).await.unwrap_or(true) {
-                        self.end(state, now).await;
-                        return Ok(self.no_floor(state, &target));
-                    }
-                }
-            }
-            Audio::TooLong => return self.stop(state, frame).await,
-            Audio::Lost if target.channel == Channel::Private => {
-                // A private talk is on the air from its first audio; never busy.
-                if state.holding.is_some() {
+        match (step, target.channel) {
+            (Audio::Forward(Some(floor)), channel) => {
+                // A member no more (USER_REMOVE, another router's update): the talk ends.
+                let member = channel == Channel::Private
+                    || self.ctx.hub.is_member(self.user, &target.scoped);
+                if !member {
                     self.end(state, now).await;
+                    return Ok(self.no_floor(state, &target));
                 }
-                let want = self.floor(&target, now);
-                let key = target.key(self.user);
-                if let Err(error) = self.ctx.store.claim(&key, &want, now).await {
-                    report(self.ctx, Err(error));
+                if !self.ctx.store.refresh(&floor).await.unwrap_or(true) {
+                    // Taken over (by another device of the user, who is still on the air).
+                    state.holding = None;
+                    return Ok(self.no_floor(state, &target));
                 }
-                self.announce(&want, true, now);
-                state.holding = Some(Held {
-                    key,
-                    talk: Talk::new(want),
-                });
             }
-            Audio::Lost => {
+            (Audio::Forward(None), _) => {}
+            (Audio::TooLong, channel) => {
+                if channel == Channel::Private {
+                    state.private_ended = Some(target.scoped.clone());
+                }
+                return self.stop(state, frame).await;
+            }
+            (Audio::Lost, Channel::Private) => {
+                if state.private_ended.as_ref() == Some(&target.scoped) {
+                    return Ok(Handled::default());
+                }
+                // A private talk is on the air from its first audio, and never busy; only
+                // another private talk of this connection ends.
                 if state
                     .holding
                     .as_ref()
-                    .is_some_and(|held| held.is_for(&target))
+                    .is_some_and(|talk| talk.floor.channel == Channel::Private)
+                {
+                    self.end(state, now).await;
+                }
+                if state.holding.is_none() {
+                    let want = self.floor(&target, now);
+                    if let Err(error) = self.ctx.store.claim(&want, now).await {
+                        report(self.ctx, Err(error));
+                    }
+                    self.announce(&want, true, now);
+                    state.holding = Some(Talk::new(want));
+                }
+            }
+            (Audio::Lost, Channel::Group) => {
+                if state
+                    .holding
+                    .as_ref()
+                    .is_some_and(|talk| target.holds(talk))
                 {
                     self.end(state, now).await;
                 }
                 return Ok(self.no_floor(state, &target));
             }
         }
-        self.forward(&target, Bytes::from(encode_forward(frame, self.user_id())));
-        Ok(Vec::new())
+        Ok(Handled {
+            replies: Vec::new(),
+            forward: target.forward(encode_forward(frame, self.user_id())),
+        })
     }
 
-    /// AUDIO in a group whose floor the sender does not hold: dropped, and the sender told
+    /// AUDIO to a group whose floor the sender does not hold: dropped, and the sender told
     /// (at most every [`NO_FLOOR_NOTICE`]).
-    fn no_floor(&self, state: &mut TalkState, target: &Target<'_>) -> Replies {
+    fn no_floor(&self, state: &mut TalkState, target: &Target<'_>) -> Handled {
         inc(&self.ctx.metrics.audio_without_floor);
         let now = Instant::now();
         if state
             .no_floor_told
             .is_some_and(|told| now.duration_since(told) < NO_FLOOR_NOTICE)
         {
-            return Vec::new();
+            return Handled::default();
         }
         state.no_floor_told = Some(now);
         let message = format!(
             "AUDIO to group {} without its floor: send START first (and AUDIO within {} ms)",
             target.text, self.ctx.config.ptt_timers.idle
         );
-        vec![Bytes::from(crate::wire::encode_error(
-            self.user_id(),
-            ErrorCode::Forbidden,
-            &message,
-        ))]
+        Handled::reply(encode_error(self.user_id(), ErrorCode::Forbidden, &message))
     }
 
-    async fn stop(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Replies, Refusal> {
+    async fn stop(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Handled, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
         let held = state
             .holding
             .as_ref()
-            .filter(|held| held.is_for(&target))
-            .map(|held| held.talk.duration(now));
+            .filter(|talk| target.holds(talk))
+            .map(|talk| talk.duration(now));
         let (message_id, duration) = match held {
             Some(duration) => {
                 self.end(state, now).await;
                 let id = recording_id(target.channel, &target.text, self.user_id(), now, duration);
                 (Some(id), duration)
             }
-            // No START before it: the STOP's own message id, if it has one.
-            None => (
-                frame
-                    .message_id
-                    .and_then(|raw| crate::wire::decode_value(raw).ok())
-                    .and_then(|v| v.as_str().map(str::to_owned)),
-                0,
-            ),
+            // No talk before it: the STOP's own message id, if it has one.
+            None => (client_message_id(frame), 0),
         };
         let from = sender(frame, self.user_id());
         let to = addressee(frame);
@@ -384,7 +430,6 @@ impl<S: PresenceStore> Talker<'_, S> {
         let mut ack = vec![from, to];
         ack.extend(message_id.as_deref().map(Field::Str));
         ack.push(Field::Str("Acknowledged"));
-        let reply = Bytes::from(encode_talk(channel, MessageType::STOP_ACK, &ack));
         let payload = json(&Stopped {
             duration,
             message_id: message_id.as_deref(),
@@ -394,24 +439,31 @@ impl<S: PresenceStore> Talker<'_, S> {
             MessageType::STOP,
             &[from, to, Field::Str(&payload)],
         );
-        self.forward(&target, Bytes::from(stop));
-        Ok(vec![reply])
+        Ok(Handled {
+            replies: vec![Bytes::from(encode_talk(
+                channel,
+                MessageType::STOP_ACK,
+                &ack,
+            ))],
+            forward: target.forward(stop),
+        })
     }
 
-    fn text(&self, frame: &Frame<'_>) -> Result<Replies, Refusal> {
+    fn text(&self, frame: &Frame<'_>) -> Result<Handled, Refusal> {
         let target = self.target(frame)?;
-        if let Some(refused) = self.member(&target, frame) {
-            return Ok(refused);
+        if let Some(refused) = self.refused(&target, frame) {
+            return Ok(Handled {
+                replies: refused,
+                forward: None,
+            });
         }
         let text = message_text(frame)?;
-        let (ack_type, channel) = (
-            if frame.message_type == MessageType::TEXT {
-                MessageType::TEXT_ACK
-            } else {
-                MessageType::INTERACTIVE_ACK
-            },
-            target.channel.number(),
-        );
+        let ack_type = if frame.message_type == MessageType::TEXT {
+            MessageType::TEXT_ACK
+        } else {
+            MessageType::INTERACTIVE_ACK
+        };
+        let channel = target.channel.number();
         let id = text_id(
             target.channel,
             frame.message_type.0,
@@ -435,33 +487,36 @@ impl<S: PresenceStore> Talker<'_, S> {
             frame.message_type,
             &[from, to, Field::Str(&payload)],
         );
-        // The ack leaves first: the sender's own mailbox (a text to oneself) is read after it.
-        let reply = vec![Bytes::from(ack)];
-        self.forward(&target, Bytes::from(message));
-        Ok(reply)
+        Ok(Handled {
+            replies: vec![Bytes::from(ack)],
+            forward: target.forward(message),
+        })
     }
 
-    /// Ends the talk held (STOP, a new START elsewhere, a lost floor, the end of the session):
-    /// the floor is freed and dashboards are told.
+    /// Ends the talk held (STOP, a START elsewhere, a floor lost, the end of the session): the
+    /// floor is freed and, when it was still this talk's, dashboards are told.
     pub async fn end(&self, state: &mut TalkState, now: Millis) {
-        let Some(held) = state.holding.take() else {
+        let Some(talk) = state.holding.take() else {
             return;
         };
-        if let Err(error) = self
+        let released = self
             .ctx
             .store
-            .release(&held.key, held.talk.floor.talk)
+            .release(&talk.floor)
             .await
-        {
-            report(self.ctx, Err(error));
+            .unwrap_or_else(|error| {
+                report(self.ctx, Err(error));
+                true
+            });
+        if released {
+            self.announce(&talk.floor, false, now);
         }
-        self.announce(&held.talk.floor, false, now);
     }
 
     /// The floor held freed itself (no audio for the idle duration): dashboards are told.
     pub fn expire(&self, state: &mut TalkState, now: Millis) {
-        if let Some(held) = state.holding.take_if(|held| !held.talk.floor.held(now)) {
-            self.announce(&held.talk.floor, false, now);
+        if let Some(talk) = state.holding.take_if(|talk| !talk.floor.held(now)) {
+            self.announce(&talk.floor, false, now);
         }
     }
 
@@ -509,19 +564,34 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The group START_ACK's payload: the START's timestamp as a decimal string (JavaScript's
-/// `String(payload)`), "Acknowledged" without one. Anything but an integer or a string is
-/// refused.
-fn start_ack_text(frame: &Frame<'_>) -> Result<String, Refusal> {
-    match frame.payload_value() {
-        None => Ok("Acknowledged".to_owned()),
-        Some(Value::Int(n)) => Ok(n.to_string()),
-        Some(Value::UInt(n)) => Ok(n.to_string()),
-        Some(Value::Str(s)) => Ok(s.to_owned()),
-        Some(_) => Err((
-            ErrorCode::BadFrame,
-            "START's payload is its timestamp: an integer (ms) or a string".to_owned(),
-        )),
+/// A frame's own message id as text (a string, or an integer in decimal), when it has a
+/// truthy one.
+fn client_message_id(frame: &Frame<'_>) -> Option<String> {
+    let raw = frame.message_id.filter(|raw| truthy(raw))?;
+    match crate::wire::decode_value(raw).ok()? {
+        Value::Str(s) => Some(s.to_owned()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::UInt(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The group START_ACK's payload, JavaScript's `String(payload)` as VoicePing sends it: the
+/// timestamp in decimal, a string as it is, binary as its text, "Acknowledged" for a falsy or
+/// absent one. `None` for a payload JavaScript would make nonsense of (a map, an array).
+fn start_ack_text(frame: &Frame<'_>) -> Option<String> {
+    if !frame.payload.is_some_and(truthy) {
+        return Some("Acknowledged".to_owned());
+    }
+    match frame.payload_value()? {
+        Value::Int(n) => Some(n.to_string()),
+        Value::UInt(n) => Some(n.to_string()),
+        Value::Timestamp(ms) => Some(ms.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Str(s) => Some(s.to_owned()),
+        Value::Bin(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
     }
 }
 

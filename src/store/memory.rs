@@ -258,18 +258,19 @@ impl PresenceStore for MemoryStore {
 
 /// One router: floors in a map, nothing to relay, activity straight into the feed.
 impl TalkStore for MemoryStore {
-    async fn claim(&self, key: &str, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+    async fn claim(&self, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+        let key = want.key();
         let mut floors = floors(&self.shared);
-        let decision = claim(floors.get(key), want, now);
+        let decision = claim(floors.get(&key), want, now);
         if decision == Claim::Granted {
-            floors.insert(key.to_owned(), want.clone());
+            floors.insert(key, want.clone());
         }
         Ok(decision)
     }
 
-    async fn refresh(&self, key: &str, floor: &Floor) -> Result<bool, StoreError> {
+    async fn refresh(&self, floor: &Floor) -> Result<bool, StoreError> {
         let mut floors = floors(&self.shared);
-        match floors.get_mut(key) {
+        match floors.get_mut(&floor.key()) {
             Some(held) if held.talk == floor.talk => {
                 *held = floor.clone();
                 Ok(true)
@@ -278,12 +279,14 @@ impl TalkStore for MemoryStore {
         }
     }
 
-    async fn release(&self, key: &str, talk: u64) -> Result<(), StoreError> {
+    async fn release(&self, floor: &Floor) -> Result<bool, StoreError> {
+        let key = floor.key();
         let mut floors = floors(&self.shared);
-        if floors.get(key).is_some_and(|held| held.talk == talk) {
-            floors.remove(key);
+        let held = floors.get(&key).is_some_and(|held| held.talk == floor.talk);
+        if held {
+            floors.remove(&key);
         }
-        Ok(())
+        Ok(held)
     }
 
     async fn on_air(&self, now: Millis) -> Result<Vec<Floor>, StoreError> {

@@ -58,24 +58,19 @@ pub enum Relayed {
 /// Floors, talk between routers and on-air activity. A store with no other routers relays
 /// nothing.
 pub trait TalkStore {
-    /// Gives `want` the floor at `key` (see [`crate::ptt::floor_key`]) if [`crate::ptt::claim`]
-    /// grants it at `now`, written at once for every router.
+    /// Gives `want` its floor ([`Floor::key`]) if [`crate::ptt::claim`] grants it at `now`,
+    /// written at once for every router.
     fn claim(
         &self,
-        key: &str,
         want: &Floor,
         now: Millis,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Writes `floor`, refreshed by its talker; false when the talk no longer holds the floor.
-    fn refresh(
-        &self,
-        key: &str,
-        floor: &Floor,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Writes `floor`, refreshed by its talker; false when its talk no longer holds it.
+    fn refresh(&self, floor: &Floor) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Frees the floor at `key` if `talk` still holds it.
-    fn release(&self, key: &str, talk: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Frees `floor` if its talk still holds it; whether it did.
+    fn release(&self, floor: &Floor) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The floors held at `now`.
     fn on_air(&self, now: Millis) -> impl Future<Output = Result<Vec<Floor>, StoreError>> + Send;

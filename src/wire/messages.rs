@@ -101,7 +101,7 @@ pub fn encode_snapshot(
         e.str("version").uint(user.version);
         stated(&mut e, &user.stated);
         if let Some(floor) = talking {
-            e.str("onAir").map(3);
+            e.str("onAir").map(on_air_len(floor));
             on_air_fields(&mut e, floor);
         }
     }
@@ -146,13 +146,13 @@ pub fn encode_login_duplicated(user_id: &str, device: &str) -> Vec<u8> {
     )
 }
 
-/// `[0, 35, 0, "broadcast", {userId, onAir, channelType, to, since, timestamp}]`: a user went
+/// `[0, 35, 0, "broadcast", {userId, onAir, channelType, to?, since, timestamp}]`: a user went
 /// on the air (`onAir: true`, since `since`) or off it, in group or with peer `to`.
 pub fn encode_activity(user_id: &str, on_air: bool, floor: &Floor, timestamp: u64) -> Vec<u8> {
     let mut e = Encoder::with_capacity(96 + user_id.len() + floor.to.len());
     header(&mut e, MessageType::PRESENCE_ACTIVITY);
     e.str("broadcast");
-    e.map(6);
+    e.map(3 + on_air_len(floor));
     e.str("userId").str(unscoped(user_id));
     e.str("onAir").bool(on_air);
     on_air_fields(&mut e, floor);
@@ -160,10 +160,18 @@ pub fn encode_activity(user_id: &str, on_air: bool, floor: &Floor, timestamp: u6
     e.into_bytes()
 }
 
-/// `channelType`, `to` and `since` of a floor.
+/// How many of `channelType`, `to` and `since` a floor shows (`to` is left out when empty: a
+/// private peer the viewer may not see).
+fn on_air_len(floor: &Floor) -> usize {
+    2 + usize::from(!floor.to.is_empty())
+}
+
+/// `channelType`, `to` (when shown) and `since` of a floor.
 fn on_air_fields(e: &mut Encoder, floor: &Floor) {
     e.str("channelType").uint(floor.channel.number());
-    e.str("to").str(unscoped(&floor.to));
+    if !floor.to.is_empty() {
+        e.str("to").str(unscoped(&floor.to));
+    }
     e.str("since").uint(floor.started);
 }
 

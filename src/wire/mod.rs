@@ -17,4 +17,7 @@ pub use messages::{
     encode_activity, encode_connection_ack, encode_error, encode_login_duplicated, encode_snapshot,
     encode_unauthorized_group, encode_update, ErrorCode, OnAir,
 };
-pub use talk::{addressee, encode_forward, encode_talk, from_record, sender, to_record, Field};
+pub use talk::{
+    addressee, encode_forward, encode_talk, from_record, plain_field, sender, to_record, truthy,
+    Field,
+};

@@ -6,6 +6,7 @@
 //! keeps the client's bytes (ids as sent, message id and payload raw), but for the sender's id,
 //! which is always the authenticated one ([`sender`]).
 
+use super::decode::{decode_value, Value};
 use super::encode::Encoder;
 use super::frame::{Frame, Id, MessageType};
 use serde::de::DeserializeOwned;
@@ -20,8 +21,42 @@ pub enum Field<'a> {
     Str(&'a str),
     /// An unsigned integer.
     Uint(u64),
-    /// One MessagePack value, already encoded (a client's payload or message id).
+    /// One MessagePack value, already encoded and free of ext types (see [`plain_field`]).
     Raw(&'a [u8]),
+    /// Binary data (a client's ext-typed binary, written plainly).
+    Bin(&'a [u8]),
+    /// A signed integer (a client's Date, written as its milliseconds).
+    Int(i64),
+    /// `nil` (an ext value of a type nobody reads).
+    Nil,
+}
+
+/// A client's encoded value as the router passes it on: as it came, unless it is an ext type
+/// (old Android readers throw on every one): then binary (notepack.io's ext 0) as `c4`–`c6`, a
+/// Date as its milliseconds, anything else as `nil`. Only the top level is looked at: the
+/// payloads forwarded as they came are binary audio and strings.
+pub fn plain_field(raw: &[u8]) -> Field<'_> {
+    match raw.first() {
+        Some(0xc7..=0xc9 | 0xd4..=0xd8) => match decode_value(raw) {
+            Ok(Value::Bin(bytes)) => Field::Bin(bytes),
+            Ok(Value::Timestamp(ms)) => Field::Int(ms),
+            _ => Field::Nil,
+        },
+        _ => Field::Raw(raw),
+    }
+}
+
+/// Whether a client's value is truthy as JavaScript reads it: VoicePing keeps a message id, or
+/// acknowledges with a payload, only when it is.
+pub fn truthy(raw: &[u8]) -> bool {
+    match decode_value(raw) {
+        Ok(Value::Nil | Value::Undefined | Value::Bool(false) | Value::Int(0) | Value::UInt(0)) => {
+            false
+        }
+        Ok(Value::Str(s)) => !s.is_empty(),
+        Ok(Value::Float(f)) => f != 0.0 && !f.is_nan(),
+        _ => true,
+    }
 }
 
 /// `[channel, type, fields...]`.
@@ -30,7 +65,7 @@ pub fn encode_talk(channel: u64, message_type: MessageType, fields: &[Field<'_>]
         .iter()
         .map(|f| match f {
             Field::Str(s) => s.len() + 5,
-            Field::Raw(r) => r.len(),
+            Field::Raw(r) | Field::Bin(r) => r.len() + 5,
             Field::Id(Id::Str(s)) => s.len() + 5,
             _ => 9,
         })
@@ -48,6 +83,15 @@ pub fn encode_talk(channel: u64, message_type: MessageType, fields: &[Field<'_>]
             }
             Field::Raw(raw) => {
                 e.raw(raw);
+            }
+            Field::Bin(bytes) => {
+                e.bin(bytes);
+            }
+            Field::Int(n) => {
+                e.int(n);
+            }
+            Field::Nil => {
+                e.nil();
             }
         }
     }
@@ -79,15 +123,16 @@ pub fn addressee<'a>(frame: &Frame<'a>) -> Field<'a> {
 }
 
 /// `frame` forwarded from `user_id`: its channel, type, addressee, message id and payload as they
-/// came, the sender's id authenticated. 4 elements without a payload, 6 with a message id.
+/// came (but ext types, see [`plain_field`]), the sender's id authenticated. 4 elements without
+/// a payload, 6 with a truthy message id (as VoicePing's packer writes them).
 pub fn encode_forward(frame: &Frame<'_>, user_id: &str) -> Vec<u8> {
     let mut fields = vec![sender(frame, user_id), addressee(frame)];
-    match (frame.message_id, frame.payload) {
+    match (frame.message_id.filter(|id| truthy(id)), frame.payload) {
         (Some(id), payload) => {
-            fields.push(Field::Raw(id));
-            fields.push(Field::Raw(payload.unwrap_or(&[0xc0])));
+            fields.push(plain_field(id));
+            fields.push(payload.map_or(Field::Nil, plain_field));
         }
-        (None, Some(payload)) => fields.push(Field::Raw(payload)),
+        (None, Some(payload)) => fields.push(plain_field(payload)),
         (None, None) => {}
     }
     let channel = match frame.channel {
@@ -155,6 +200,33 @@ mod tests {
         assert_eq!(encode_forward(&frame, "1"), start);
         let spoofed = encode_forward(&frame, "2");
         assert_eq!(hex(&spoofed[..5]), "950001a132");
+    }
+
+    #[test]
+    fn ext_types_are_never_passed_on() {
+        // notepack.io 2's binary (ext 0) and a notepack Date, from a browser.
+        let audio = [
+            0x95, 0x00, 0x03, 0xa1, b'1', 0x12, 0xc7, 0x02, 0x00, 0xaa, 0xbb,
+        ];
+        let frame = Frame::decode(&audio).unwrap();
+        assert_eq!(hex(&encode_forward(&frame, "1")), "950003a13112c402aabb");
+        let start = [
+            0x95, 0x00, 0x01, 0xa1, b'1', 0x12, 0xd7, 0x00, 0, 0, 1, 0x8c, 0x57, 0xde, 0x48, 0x87,
+        ];
+        let frame = Frame::decode(&start).unwrap();
+        assert_eq!(
+            hex(&encode_forward(&frame, "1")),
+            "950001a13112cf0000018c57de4887"
+        );
+    }
+
+    #[test]
+    fn falsy_message_ids_are_dropped_as_voiceping_does() {
+        let stop = [0x96, 0x00, 0x02, 0xa1, b'1', 0x12, 0xa0, 0xa1, b'x'];
+        let frame = Frame::decode(&stop).unwrap();
+        assert_eq!(hex(&encode_forward(&frame, "1")), "950002a13112a178");
+        assert!(!truthy(&[0x00]) && !truthy(&[0xc2]) && !truthy(&[0xa0]));
+        assert!(truthy(&[0x01]) && truthy(&[0xa1, b'0']) && truthy(&[0xc4, 0x00]));
     }
 
     #[test]

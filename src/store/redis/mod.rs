@@ -180,6 +180,8 @@ struct Shared {
     snapshots: Mutex<SnapshotQueue>,
     /// Talk and activity for the other routers, to the publisher.
     relay: mpsc::Sender<bytes::Bytes>,
+    /// The bytes waiting in `relay`.
+    relay_bytes: AtomicUsize,
     /// Talk from the other routers, to this router's delivery...
     relayed_in: mpsc::Sender<Relayed>,
     /// ...which takes this end once.
@@ -268,6 +270,7 @@ impl RedisStore {
             waking: Mutex::new(HashSet::new()),
             snapshots: Mutex::new(SnapshotQueue::default()),
             relay,
+            relay_bytes: AtomicUsize::new(0),
             relayed_in,
             relayed_out: Mutex::new(Some(relayed_out)),
         });
@@ -583,16 +586,16 @@ impl PresenceStore for RedisStore {
 }
 
 impl TalkStore for RedisStore {
-    async fn claim(&self, key: &str, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
-        talk::take(&self.shared, key, want, now).await
+    async fn claim(&self, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+        talk::take(&self.shared, want, now).await
     }
 
-    async fn refresh(&self, key: &str, floor: &Floor) -> Result<bool, StoreError> {
-        talk::refresh(&self.shared, key, floor).await
+    async fn refresh(&self, floor: &Floor) -> Result<bool, StoreError> {
+        talk::write(&self.shared, floor, Some(floor.talk), Some(floor)).await
     }
 
-    async fn release(&self, key: &str, talk: u64) -> Result<(), StoreError> {
-        talk::release(&self.shared, key, talk).await
+    async fn release(&self, floor: &Floor) -> Result<bool, StoreError> {
+        talk::write(&self.shared, floor, Some(floor.talk), None).await
     }
 
     async fn on_air(&self, now: Millis) -> Result<Vec<Floor>, StoreError> {

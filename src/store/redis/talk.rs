@@ -14,6 +14,7 @@ use bytes::Bytes;
 use fred::prelude::{HashesInterface, PubsubInterface, SortedSetsInterface};
 use fred::types::Value;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +26,13 @@ const CLAIM_ATTEMPTS: usize = 4;
 /// Messages for other routers that may wait to be published; more are dropped.
 pub(super) const RELAY_QUEUE: usize = 65_536;
 
-/// Messages from other routers that may wait for this router's delivery; more are dropped.
-pub(super) const RELAYED_QUEUE: usize = 65_536;
+/// Bytes of messages for other routers that may wait to be published (a Redis that is slow to
+/// answer must not make the router hold talk without end); more are dropped.
+const RELAY_BYTES: usize = 32 << 20;
+
+/// Messages from other routers that may wait for this router's delivery (which only puts
+/// them in mailboxes, so it rarely waits); more are dropped.
+pub(super) const RELAYED_QUEUE: usize = 8_192;
 
 /// Most messages published in one pipeline.
 const PUBLISH_BATCH: usize = 256;
@@ -59,22 +65,28 @@ async fn read(shared: &Shared, key: &str) -> Result<Option<Floor>, StoreError> {
     Ok(record.and_then(|bytes| from_record(&bytes)))
 }
 
-/// Writes `next` (or frees the floor) if the floor is still held by `expected`; whether it was.
-async fn write(
+/// Writes `next` over `floor`'s key (or frees it) if the floor is still held by `expected`;
+/// whether it was. The key expires when the floor frees itself, counted from now on Redis's
+/// clock (a router's clock never decides when Redis forgets a floor).
+pub(super) async fn write(
     shared: &Shared,
-    key: &str,
+    floor: &Floor,
     expected: Option<u64>,
     next: Option<&Floor>,
 ) -> Result<bool, StoreError> {
     let talk = |t: Option<u64>| t.map_or_else(String::new, |t| t.to_string());
+    let now = shared.clock.now_ms();
     let args: Vec<Value> = vec![
         talk(expected).into(),
         talk(next.map(|f| f.talk)).into(),
         Value::Bytes(next.map(to_record).unwrap_or_default().into()),
+        next.map_or(0, |f| f.until.saturating_sub(now).max(1))
+            .to_string()
+            .into(),
         next.map_or(0, |f| f.until).to_string().into(),
-        shared.clock.now_ms().to_string().into(),
+        now.to_string().into(),
     ];
-    let keys = vec![shared.keys.floor(key), shared.keys.floors()];
+    let keys = vec![shared.keys.floor(&floor.key()), shared.keys.floors()];
     let written: i64 = tokio::time::timeout(
         COMMAND_TIMEOUT,
         shared
@@ -88,32 +100,22 @@ async fn write(
     Ok(written == 1)
 }
 
-pub(super) async fn take(
-    shared: &Shared,
-    key: &str,
-    want: &Floor,
-    now: Millis,
-) -> Result<Claim, StoreError> {
+/// A START: the floor read, decided by [`claim`], written over what was read (read again when
+/// another router wrote it meanwhile).
+pub(super) async fn take(shared: &Shared, want: &Floor, now: Millis) -> Result<Claim, StoreError> {
+    let key = want.key();
     for _ in 0..CLAIM_ATTEMPTS {
-        let current = read(shared, key).await?;
+        let current = read(shared, &key).await?;
         if claim(current.as_ref(), want, now) == Claim::Busy {
             return Ok(Claim::Busy);
         }
-        if write(shared, key, current.map(|f| f.talk), Some(want)).await? {
+        if write(shared, want, current.map(|f| f.talk), Some(want)).await? {
             return Ok(Claim::Granted);
         }
     }
     Err(StoreError::Unavailable(
         "the floor kept changing: too many claims at once".into(),
     ))
-}
-
-pub(super) async fn refresh(shared: &Shared, key: &str, floor: &Floor) -> Result<bool, StoreError> {
-    write(shared, key, Some(floor.talk), Some(floor)).await
-}
-
-pub(super) async fn release(shared: &Shared, key: &str, talk: u64) -> Result<(), StoreError> {
-    write(shared, key, Some(talk), None).await.map(drop)
 }
 
 /// The floors held at `now`: the index's live entries, read in one pipeline.
@@ -157,11 +159,11 @@ fn send(shared: &Shared, message: Message) {
         origin: shared.router_id,
         message,
     };
-    if shared
-        .relay
-        .try_send(Bytes::from(to_record(&envelope)))
-        .is_err()
-    {
+    let bytes = Bytes::from(to_record(&envelope));
+    let len = bytes.len();
+    let queued = shared.relay_bytes.fetch_add(len, Ordering::Relaxed);
+    if queued + len > RELAY_BYTES || shared.relay.try_send(bytes).is_err() {
+        shared.relay_bytes.fetch_sub(len, Ordering::Relaxed);
         debug!("talk for other routers dropped: the publisher is behind");
     }
 }
@@ -180,9 +182,12 @@ pub(super) async fn publish(
             n = queue.recv_many(&mut batch, PUBLISH_BATCH) => if n == 0 { return },
         }
         let pipe = shared.client.pipeline();
+        let mut bytes = 0;
         for message in batch.drain(..) {
+            bytes += message.len();
             let _: Result<(), _> = pipe.publish(channel.as_str(), Value::Bytes(message)).await;
         }
+        shared.relay_bytes.fetch_sub(bytes, Ordering::Relaxed);
         if let Err(error) = pipe.all::<Value>().await {
             warn!(%error, "publishing talk to other routers failed");
         }
