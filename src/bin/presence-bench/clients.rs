@@ -55,10 +55,21 @@ pub async fn connect(
         auth::now_secs(),
         &claims,
     )?;
+    connect_with_token(target, source, &token, device).await
+}
+
+/// Opens one WebSocket sending `token` as it is in the `token` header (a JWT, or for the Node
+/// VoicePing router the user id itself), from `source` when given.
+pub async fn connect_with_token(
+    target: &Target,
+    source: Option<IpAddr>,
+    token: &str,
+    device: Option<&str>,
+) -> anyhow::Result<Ws> {
     let mut request = target.url.as_str().into_client_request()?;
     request
         .headers_mut()
-        .insert("token", HeaderValue::from_str(&token)?);
+        .insert("token", HeaderValue::from_str(token)?);
     if let Some(device) = device {
         request
             .headers_mut()

@@ -5,10 +5,13 @@
 //!
 //!     presence-bench --url ws://127.0.0.1:3000/ws --secret "$JWT_SECRET" --handsets 10000 \
 //!         --dashboards 100 --processes 2 --router-pid $(pgrep -n presence-router)
+//!
+//! `presence-bench talk …` measures push-to-talk instead (talk.rs; `presence-bench talk --help`).
 
 mod clients;
 mod http;
 mod stats;
+mod talk;
 
 use clap::Parser;
 use clients::{Arrivals, Target};
@@ -27,7 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "Load generator for presence routers (loopback only)")]
+#[command(
+    about = "Load generator for presence routers (loopback only); `presence-bench talk --help` for push-to-talk"
+)]
 struct Args {
     /// Router WebSocket URL (repeat for several routers; handsets and dashboards are spread).
     #[arg(long = "url", required = true)]
@@ -103,9 +108,13 @@ fn epoch_ms() -> u64 {
 }
 
 fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
-    let secret = Arc::new(args.secret.clone().into_bytes());
-    args.urls
-        .iter()
+    resolve_targets(&args.urls, &args.secret)
+}
+
+/// The routers at `urls` (loopback only), whose tokens are signed with `secret`.
+fn resolve_targets(urls: &[String], secret: &str) -> anyhow::Result<Vec<Target>> {
+    let secret = Arc::new(secret.as_bytes().to_vec());
+    urls.iter()
         .map(|url| {
             let rest = url
                 .strip_prefix("ws://")
@@ -643,6 +652,9 @@ fn print_table(r: &Results) {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("talk") {
+        return talk::main(std::env::args().skip(2));
+    }
     let args = Args::parse();
     anyhow::ensure!(
         args.processes >= 1 && !args.sources.is_empty(),
