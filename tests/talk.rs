@@ -713,3 +713,40 @@ async fn leaving_the_group_ends_the_talk() {
         .await;
     bob.quiet_for(Duration::from_millis(200)).await;
 }
+
+/// A talker whose floor freed itself while nobody else took it (a pause, or a router that fell
+/// behind its frames) goes on with its next AUDIO: back on the air, heard by the group.
+async fn a_lapsed_talk_resumes(a: &common::Router, b: &common::Router) {
+    let (mut watcher, _) = dashboard(b, "dispatch", None).await;
+    let mut alice = handset(a, "alice", &["8"]).await;
+    let mut bob = handset(b, "bob", &["8"]).await;
+    alice
+        .send(frame(0, 1, "alice", "8", Some(P::Uint(TS))))
+        .await;
+    assert_eq!(alice.next_frame().await[1], 6);
+    assert_eq!(bob.next_frame().await[1], 1);
+    assert_eq!(next_activity(&mut watcher).await["onAir"], true);
+    assert_eq!(next_activity(&mut watcher).await["onAir"], false, "idle");
+    alice
+        .send(frame(0, 3, "alice", "8", Some(P::Bin(&[5; 10]))))
+        .await;
+    assert_eq!(
+        bob.next_frame().await,
+        json!([0, 3, "alice", "8", vec![5; 10]])
+    );
+    assert_eq!(
+        next_activity(&mut watcher).await["onAir"],
+        true,
+        "back on the air"
+    );
+    alice.send(frame(0, 2, "alice", "8", None)).await;
+    assert_eq!(alice.next_frame().await[1], 7);
+    assert_eq!(bob.next_frame().await[1], 2);
+}
+
+on_both_stores!(
+    a_lapsed_talk_resumes,
+    short_idle,
+    lapsed_talk_resumes_on_one_router,
+    lapsed_talk_resumes_across_two_routers
+);

@@ -75,6 +75,13 @@ impl Connection {
         within(self.write_timeout, self.ws.send(Message::Binary(frame))).await
     }
 
+    /// Queues one binary frame, written once the queue holds a few KiB or at the next
+    /// [`Connection::flush`] or send: several frames waiting for one connection go out in one
+    /// write.
+    pub async fn feed(&mut self, frame: Bytes) -> Result<(), SendError> {
+        within(self.write_timeout, self.ws.feed(Message::Binary(frame))).await
+    }
+
     /// Sends a ping.
     pub async fn ping(&mut self) -> Result<(), SendError> {
         within(

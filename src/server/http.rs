@@ -36,6 +36,10 @@ pub(super) type Reply = Response<Full<Bytes>>;
 /// handsets should cost little memory (a larger frame grows it as needed).
 const READ_BUFFER_BYTES: usize = 128;
 
+/// Frames fed to a WebSocket are written once they hold this much (or at the next flush):
+/// frames waiting for one connection go out in one write, and the buffer stays small.
+const WRITE_BATCH_BYTES: usize = 2048;
+
 /// Routes one request.
 pub async fn handle<S: PresenceStore>(
     ctx: Arc<Context<S>>,
@@ -280,7 +284,7 @@ async fn upgrade<S: PresenceStore>(
             };
             let config = WebSocketConfig::default()
                 .read_buffer_size(READ_BUFFER_BYTES)
-                .write_buffer_size(0)
+                .write_buffer_size(WRITE_BATCH_BYTES)
                 .max_message_size(Some(task_ctx.config.max_frame_bytes))
                 .max_frame_size(Some(task_ctx.config.max_frame_bytes));
             // A message fragmented over several frames must be finished within the ping timeout.

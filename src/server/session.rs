@@ -32,6 +32,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, warn};
 
+/// Most talk frames from a connection's mailbox written in one go (one flush).
+const MAILBOX_BATCH: usize = 32;
+
 /// Refused messages within [`BAD_FRAMES_WINDOW`] after which a connection is closed with 1008.
 const MAX_BAD_FRAMES: u32 = 16;
 
@@ -527,6 +530,16 @@ async fn serve<S: PresenceStore>(
             }
             frame = registration.inbox.recv() => match frame {
                 Some(frame) => {
+                    // What else waits goes out in the same writes: the last one flushes.
+                    let mut frame = frame;
+                    for _ in 1..MAILBOX_BATCH {
+                        let Ok(next) = registration.inbox.try_recv() else {
+                            break;
+                        };
+                        if conn.feed(std::mem::replace(&mut frame, next)).await.is_err() {
+                            return Ending::Drop;
+                        }
+                    }
                     if conn.send(frame).await.is_err() {
                         return Ending::Drop;
                     }

@@ -42,6 +42,9 @@ pub struct TalkState {
     /// The peer of a private talk ended for running too long: its AUDIO is dropped until the
     /// next START.
     private_ended: Option<Arc<str>>,
+    /// A group talk whose floor freed itself (silence, or this router falling behind): its
+    /// next AUDIO takes the floor again if nobody else took it meanwhile.
+    lapsed: Option<Talk>,
 }
 
 impl TalkState {
@@ -251,6 +254,7 @@ impl<S: PresenceStore> Talker<'_, S> {
                 forward,
             });
         }
+        state.lapsed = None;
         let failed = |why| {
             Bytes::from(encode_talk(
                 0,
@@ -372,20 +376,44 @@ impl<S: PresenceStore> Talker<'_, S> {
                 }
             }
             (Audio::Lost, Channel::Group) => {
-                if state
-                    .holding
-                    .as_ref()
-                    .is_some_and(|talk| target.holds(talk))
-                {
-                    self.end(state, now).await;
+                if !self.resume(state, &target, now).await {
+                    return Ok(self.no_floor(state, &target));
                 }
-                return Ok(self.no_floor(state, &target));
             }
         }
         Ok(Handled {
             replies: Vec::new(),
             forward: target.forward(encode_forward(frame, self.user_id())),
         })
+    }
+
+    /// AUDIO of a group talk whose floor freed itself (its talker kept silent, or this router
+    /// fell behind its frames): the floor is taken again if nobody else took it meanwhile, as
+    /// VoicePing, which never refuses AUDIO, would let it go on. Whether the talk goes on.
+    async fn resume(&self, state: &mut TalkState, target: &Target<'_>, now: Millis) -> bool {
+        let timers = self.ctx.config.ptt_timers;
+        let (talk, announced_off) = match state.holding.take_if(|talk| target.holds(talk)) {
+            Some(talk) => (talk, false),
+            None => match state.lapsed.take_if(|talk| target.holds(talk)) {
+                Some(talk) => (talk, true),
+                None => return false,
+            },
+        };
+        let again = talk.floor.refreshed(now, &timers);
+        let member = self.ctx.hub.is_member(self.user, &target.scoped);
+        let granted = again.held(now)
+            && now < again.started.saturating_add(timers.max_talk)
+            && member
+            && matches!(self.ctx.store.claim(&again, now).await, Ok(Claim::Granted));
+        if granted {
+            if announced_off {
+                self.announce(&again, true, now);
+            }
+            state.holding = Some(Talk::new(again));
+        } else if !announced_off {
+            self.announce(&talk.floor, false, now);
+        }
+        granted
     }
 
     /// AUDIO to a group whose floor the sender does not hold: dropped, and the sender told
@@ -410,14 +438,20 @@ impl<S: PresenceStore> Talker<'_, S> {
     async fn stop(&self, state: &mut TalkState, frame: &Frame<'_>) -> Result<Handled, Refusal> {
         let target = self.target(frame)?;
         let now = self.now();
-        let held = state
-            .holding
-            .as_ref()
-            .filter(|talk| target.holds(talk))
-            .map(|talk| talk.duration(now));
+        let held = match state.holding.as_ref().filter(|talk| target.holds(talk)) {
+            Some(talk) => {
+                let duration = talk.duration(now);
+                self.end(state, now).await;
+                Some(duration)
+            }
+            // A talk whose floor freed itself is still the one this STOP ends.
+            None => state
+                .lapsed
+                .take_if(|talk| target.holds(talk))
+                .map(|talk| talk.duration(now)),
+        };
         let (message_id, duration) = match held {
             Some(duration) => {
-                self.end(state, now).await;
                 let id = recording_id(target.channel, &target.text, self.user_id(), now, duration);
                 (Some(id), duration)
             }
@@ -513,10 +547,14 @@ impl<S: PresenceStore> Talker<'_, S> {
         }
     }
 
-    /// The floor held freed itself (no audio for the idle duration): dashboards are told.
+    /// The floor held freed itself (no audio for the idle duration): dashboards are told, and
+    /// a group talk may yet resume (see [`Talker::resume`]).
     pub fn expire(&self, state: &mut TalkState, now: Millis) {
         if let Some(talk) = state.holding.take_if(|talk| !talk.floor.held(now)) {
             self.announce(&talk.floor, false, now);
+            if talk.floor.channel == Channel::Group {
+                state.lapsed = Some(talk);
+            }
         }
     }
 
