@@ -575,15 +575,13 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         drop(child.stdin.take());
         let _ = child.wait();
     }
-    print_table(&results);
-    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
-    eprintln!("results written to {}", args.json.display());
-    Ok(())
+    stats::report(&table(&results), &results, &args.json)
 }
 
-fn print_table(r: &Results) {
-    let opt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.0}{unit}"));
-    let rows = [
+/// The run's table: a name and a value per row.
+fn table(r: &Results) -> Vec<(&'static str, String)> {
+    let opt = stats::or_dash;
+    vec![
         (
             "handsets / dashboards / routers / processes",
             format!(
@@ -644,11 +642,7 @@ fn print_table(r: &Results) {
             "router CPU in the probe window",
             opt(r.router_cpu_ms.map(|v| v as f64), " ms"),
         ),
-    ];
-    println!();
-    for (name, value) in rows {
-        println!("{name:<46} {value}");
-    }
+    ]
 }
 
 fn main() -> anyhow::Result<()> {

@@ -218,3 +218,23 @@ mod tests {
         }
     }
 }
+
+/// A figure with its unit, or `-` when there is none.
+pub fn or_dash(value: Option<f64>, unit: &str) -> String {
+    value.map_or("-".into(), |v| format!("{v:.0}{unit}"))
+}
+
+/// Prints a run's table and writes its results as JSON to `path`.
+pub fn report(
+    rows: &[(&str, String)],
+    results: &impl serde::Serialize,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    println!();
+    for (name, value) in rows {
+        println!("{name:<46} {value}");
+    }
+    std::fs::write(path, serde_json::to_string_pretty(results)?)?;
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}

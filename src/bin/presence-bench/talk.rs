@@ -884,15 +884,13 @@ async fn parent(args: TalkArgs) -> anyhow::Result<()> {
     let counted_ms = (period + args.duration + args.drain).as_secs_f64() * 1000.0;
     results.generator_cpu_percent = results.generator_cpu_ms as f64 / counted_ms * 100.0;
     results.latency = Spread::of(&shares.iter().map(|s| s.latency.clone()).collect::<Vec<_>>());
-    print_table(&results);
-    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
-    eprintln!("results written to {}", args.json.display());
-    Ok(())
+    stats::report(&table(&results), &results, &args.json)
 }
 
-fn print_table(r: &Results) {
-    let opt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.0}{unit}"));
-    let rows = [
+/// The run's table: a name and a value per row.
+fn table(r: &Results) -> Vec<(&'static str, String)> {
+    let opt = stats::or_dash;
+    vec![
         (
             "groups × members / talkers / memberships",
             format!(
@@ -992,11 +990,7 @@ fn print_table(r: &Results) {
                 r.generator_cpu_ms, r.generator_cpu_percent
             ),
         ),
-    ];
-    println!();
-    for (name, value) in rows {
-        println!("{name:<46} {value}");
-    }
+    ]
 }
 
 /// `presence-bench talk …`: `argv` without the program name and `talk`.
