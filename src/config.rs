@@ -81,6 +81,8 @@ pub mod defaults {
     pub const GROUP_BUSY_TIMEOUT: &str = "95000";
     /// `PTT_SINGLE_SESSION`.
     pub const PTT_SINGLE_SESSION: &str = "false";
+    /// `LOG_FORMAT`.
+    pub const LOG_FORMAT: &str = "text";
 }
 
 /// Raw settings, one per environment variable (each also a `--flag`).
@@ -226,6 +228,10 @@ pub struct Args {
     /// A floor is free this long after its START, whatever happens (milliseconds).
     #[arg(long, env = "GROUP_BUSY_TIMEOUT", default_value = defaults::GROUP_BUSY_TIMEOUT)]
     pub group_busy_timeout: Option<String>,
+    /// `text` (default): one readable line per event; `json`: one JSON object per line, with
+    /// the connection's span fields (conn_id, user_id, device_id, role).
+    #[arg(long, env = "LOG_FORMAT", default_value = defaults::LOG_FORMAT)]
+    pub log_format: Option<String>,
     /// VoicePing's LOGIN_DUPLICATED rule: a new connection closes the user's older ones
     /// (true/false).
     #[arg(long, env = "PTT_SINGLE_SESSION", default_value = defaults::PTT_SINGLE_SESSION)]
@@ -277,6 +283,8 @@ pub struct Config {
     pub ptt_timers: Timers,
     /// See [`Args::ptt_single_session`].
     pub ptt_single_session: bool,
+    /// Logs as JSON lines (`LOG_FORMAT=json`).
+    pub log_json: bool,
     /// Checks tokens.
     pub verifier: Verifier,
     /// Where the verifier's keys come from, when an identity provider serves them.
@@ -608,6 +616,16 @@ impl Config {
             defaults::PTT_SINGLE_SESSION,
             boolean,
         );
+        let log_json = c.get(
+            "LOG_FORMAT",
+            &args.log_format,
+            defaults::LOG_FORMAT,
+            |text| match text.trim() {
+                "text" => Ok(false),
+                "json" => Ok(true),
+                other => Err(format!("{other:?} is not text or json")),
+            },
+        );
         let listen = listen_address(&mut c, &host, port);
         let redis_key_prefix = c.get(
             "REDIS_KEY_PREFIX",
@@ -674,6 +692,7 @@ impl Config {
                 liveness,
                 ptt_timers,
                 ptt_single_session,
+                log_json,
                 verifier,
                 jwks,
                 secret,

@@ -188,13 +188,16 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
     let dev_secret = (dev && no_key).then(random_secret).transpose()?;
     let config = Config::from_args(&args, dev_secret.as_deref().map(str::as_bytes))?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Its report of a failed write is an eprintln!, which panics once stderr is closed.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .log_internal_errors(false);
+    if config.log_json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     if config
         .secret
         .as_ref()

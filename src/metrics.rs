@@ -199,6 +199,98 @@ impl Metrics {
                 value.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP presence_build_info The running version.\n# TYPE presence_build_info gauge\npresence_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process(&mut out);
         out
+    }
+}
+
+/// The process's own figures, read from `/proc/self` (left out where there is none): resident
+/// memory, open files and CPU time, under the names Prometheus clients give them.
+fn process(out: &mut String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
+    let open_files = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.count())
+        .ok();
+    // utime and stime, fields 14 and 15 of /proc/self/stat (after the parenthesised name), in
+    // clock ticks of 1/100 s on Linux.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let cpu_ticks = stat.rsplit_once(')').and_then(|(_, rest)| {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime = fields.get(11)?.parse::<u64>().ok()?;
+        let stime = fields.get(12)?.parse::<u64>().ok()?;
+        Some(utime + stime)
+    });
+    let series = [
+        (
+            "presence_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the router process.",
+            rss_kib.map(|kib| (kib * 1024) as f64),
+        ),
+        (
+            "presence_process_open_fds",
+            "gauge",
+            "Open file descriptors (sockets included) of the router process.",
+            open_files.map(|n| n as f64),
+        ),
+        (
+            "presence_process_cpu_seconds_total",
+            "counter",
+            "CPU time of the router process, user and system.",
+            cpu_ticks.map(|ticks| ticks as f64 / 100.0),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        if let Some(value) = value {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A metric's value in `text`, when it is there once.
+    fn value(text: &str, name: &str) -> Option<f64> {
+        let mut found = text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.parse::<f64>().ok());
+        let first = found.next()?;
+        found.next().is_none().then_some(first).flatten()
+    }
+
+    #[test]
+    fn the_process_reports_its_memory_files_cpu_and_version() {
+        let text = Metrics::default().render();
+        assert!(value(&text, "presence_process_resident_memory_bytes").is_some_and(|v| v > 1e6));
+        assert!(value(&text, "presence_process_open_fds").is_some_and(|v| v >= 3.0));
+        assert!(value(&text, "presence_process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
+        let version = format!(
+            "presence_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(value(&text, &version), Some(1.0));
+        assert_eq!(value(&text, "presence_talk_delivered_total"), Some(0.0));
     }
 }

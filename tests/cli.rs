@@ -237,3 +237,49 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
         .expect("wait");
     assert!(status.success(), "{status}");
 }
+
+/// `LOG_FORMAT=json`: every log line is one JSON object, and a connection's lines carry its
+/// user and connection ids.
+#[test]
+fn logs_can_be_json_lines_with_the_connections_fields() {
+    let mut command = common::binary::router();
+    command
+        .env("JWT_SECRET", common::SECRET)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "presence_router=debug")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn");
+    let mut log = common::binary::Log::read(child.stderr.take().expect("piped"));
+    let limit = std::time::Duration::from_secs(30);
+    let listening = log
+        .wait_for(limit, |l| l.contains("listening"))
+        .expect("a listening line");
+    let line: serde_json::Value = serde_json::from_str(&listening).expect("a JSON line");
+    assert_eq!(line["level"], "INFO");
+    let address = line["fields"]["address"].as_str().expect("address field");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let url = format!("ws://{address}/ws");
+        let token = common::token("driver-9", presence_router::auth::Role::Mobile);
+        let client = common::Client::connect_to(&url, &token, Some("phone-9")).await;
+        client.close().await;
+    });
+    let session = log
+        .wait_for(limit, |l| l.contains("session started"))
+        .expect("a session line");
+    let session: serde_json::Value = serde_json::from_str(&session).expect("a JSON line");
+    assert_eq!(session["span"]["user_id"], "driver-9", "{session}");
+    assert_eq!(session["span"]["device_id"], "phone-9", "{session}");
+    assert!(session["span"]["conn_id"].is_number(), "{session}");
+    for line in log.text().lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    terminate(&child);
+    let _ = child.wait();
+}
