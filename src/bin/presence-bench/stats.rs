@@ -199,26 +199,6 @@ impl Spread {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_contiguous_and_tight() {
-        let mut last = 0;
-        for us in 0..1_000_000u64 {
-            let b = bucket(us);
-            assert!(b == last || b == last + 1, "{us}");
-            last = b;
-            let mid = bucket_value(b);
-            assert!(
-                (mid - us as f64).abs() <= 1.0 + us as f64 * 0.016,
-                "{us} {mid}"
-            );
-        }
-    }
-}
-
 /// A figure with its unit, or `-` when there is none.
 pub fn or_dash(value: Option<f64>, unit: &str) -> String {
     value.map_or("-".into(), |v| format!("{v:.0}{unit}"))
@@ -237,4 +217,24 @@ pub fn report(
     std::fs::write(path, serde_json::to_string_pretty(results)?)?;
     eprintln!("results written to {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_tight() {
+        let mut last = 0;
+        for us in 0..1_000_000u64 {
+            let b = bucket(us);
+            assert!(b == last || b == last + 1, "{us}");
+            last = b;
+            let mid = bucket_value(b);
+            assert!(
+                (mid - us as f64).abs() <= 1.0 + us as f64 * 0.016,
+                "{us} {mid}"
+            );
+        }
+    }
 }
