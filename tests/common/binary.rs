@@ -67,7 +67,7 @@ impl Log {
 const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Starts the binary on a free loopback port and returns it with the address it logged
-/// (`address=IP:PORT`) and its log (which still holds the lines before that one).
+/// (`address=IP:PORT`, or its JSON form) and its log (which still holds the lines before that one).
 pub fn serve(command: &mut Command) -> (Child, String, Log) {
     let mut child = command
         .env("HOST", "127.0.0.1")
@@ -81,14 +81,16 @@ pub fn serve(command: &mut Command) -> (Child, String, Log) {
         panic!("stderr was piped");
     };
     let mut log = Log::read(stderr);
-    let Some(line) = log.wait_for(START_LIMIT, |l| l.contains("address=")) else {
+    // `address=IP:PORT` in text logs, `"address":"IP:PORT"` in JSON ones (LOG_FORMAT=json).
+    let Some(line) = log.wait_for(START_LIMIT, |l| l.contains("listening")) else {
         let _ = child.kill();
         panic!("the router did not listen:\n{}", log.text());
     };
     let addr = line
         .split("address=")
         .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+        .or_else(|| line.split("\"address\":\"").nth(1))
+        .and_then(|rest| rest.split([' ', '"']).next())
         .unwrap_or_default()
         .to_owned();
     (child, addr, log)

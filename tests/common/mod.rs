@@ -6,6 +6,7 @@ pub mod binary;
 pub mod redis_server;
 pub mod rng;
 pub mod strict;
+pub mod system;
 pub mod tls;
 pub mod view;
 

@@ -115,21 +115,12 @@ pub fn free_port() -> u16 {
 pub fn redis_server() -> &'static str {
     static FOUND: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     FOUND.get_or_init(|| {
-        let present = || std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
-        if present() {
-            return;
-        }
-        eprintln!("redis-server is missing: installing it with apt-get");
-        // Test binaries run at once: each waits for the others' dpkg lock instead of failing.
-        let apt = |args: &[&str]| {
-            let _ = std::process::Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=300"]).args(args).status();
-        };
-        apt(&["update"]);
-        apt(&["install", "-y", "redis-server"]);
-        assert!(
-            present(),
-            "the Redis tests need redis-server and it could not be installed here: install it (apt-get install redis-server) and run again"
-        );
+        super::system::debian_package(
+            "redis-server",
+            "--version",
+            "redis-server",
+            "the Redis tests",
+        )
     });
     "redis-server"
 }
