@@ -15,6 +15,9 @@ mod redis_server;
 #[path = "../../../tests/common/rng.rs"]
 mod rng;
 
+#[path = "../../../tests/common/system.rs"]
+mod system;
+
 use super::{records, RedisStore, Write};
 use crate::clock::Clock;
 use crate::presence::{
