@@ -83,6 +83,8 @@ pub mod defaults {
     pub const PTT_SINGLE_SESSION: &str = "false";
     /// `LOG_FORMAT`.
     pub const LOG_FORMAT: &str = "text";
+    /// `CORS_ALLOWED_ORIGINS`.
+    pub const CORS_ALLOWED_ORIGINS: &str = "*";
 }
 
 /// Raw settings, one per environment variable (each also a `--flag`).
@@ -228,6 +230,11 @@ pub struct Args {
     /// A floor is free this long after its START, whatever happens (milliseconds).
     #[arg(long, env = "GROUP_BUSY_TIMEOUT", default_value = defaults::GROUP_BUSY_TIMEOUT)]
     pub group_busy_timeout: Option<String>,
+    /// `*` (default): any web page may call the API and open WebSockets; or a comma-separated
+    /// list of origins (`https://dispatch.example.com`): only those, and a browser's WebSocket
+    /// from any other page is refused with 403.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = defaults::CORS_ALLOWED_ORIGINS)]
+    pub cors_allowed_origins: Option<String>,
     /// `text` (default): one readable line per event; `json`: one JSON object per line, with
     /// the connection's span fields (conn_id, user_id, device_id, role).
     #[arg(long, env = "LOG_FORMAT", default_value = defaults::LOG_FORMAT)]
@@ -285,6 +292,8 @@ pub struct Config {
     pub ptt_single_session: bool,
     /// Logs as JSON lines (`LOG_FORMAT=json`).
     pub log_json: bool,
+    /// Which web origins may use the router from a browser.
+    pub cors_origins: Origins,
     /// Checks tokens.
     pub verifier: Verifier,
     /// Where the verifier's keys come from, when an identity provider serves them.
@@ -410,6 +419,50 @@ fn number<T: std::str::FromStr>(what: &'static str) -> impl Fn(&str) -> Result<T
         text.trim()
             .parse()
             .map_err(|_| format!("{text:?} is not {what}"))
+    }
+}
+
+/// Which web origins may use the router from a browser (`CORS_ALLOWED_ORIGINS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origins {
+    /// Any (`*`).
+    #[default]
+    Any,
+    /// Only these, each `scheme://host[:port]`.
+    Listed(Vec<String>),
+}
+
+impl Origins {
+    /// `*`, or origins separated by commas.
+    pub fn parse(text: &str) -> Result<Origins, String> {
+        if text.trim() == "*" {
+            return Ok(Origins::Any);
+        }
+        let origins: Vec<String> = text
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        match origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            _ if origins.is_empty() => Err("lists no origin: use * for any".into()),
+            Some(bad) => Err(format!(
+                "{bad:?} is not an origin like https://dispatch.example.com"
+            )),
+            None => Ok(Origins::Listed(origins)),
+        }
+    }
+
+    /// Whether a request from `origin` (its `Origin` header, if readable) is allowed.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match self {
+            Origins::Any => true,
+            Origins::Listed(listed) => {
+                origin.is_some_and(|o| listed.iter().any(|l| l.eq_ignore_ascii_case(o)))
+            }
+        }
     }
 }
 
@@ -626,6 +679,12 @@ impl Config {
                 other => Err(format!("{other:?} is not text or json")),
             },
         );
+        let cors_origins = c.get(
+            "CORS_ALLOWED_ORIGINS",
+            &args.cors_allowed_origins,
+            defaults::CORS_ALLOWED_ORIGINS,
+            Origins::parse,
+        );
         let listen = listen_address(&mut c, &host, port);
         let redis_key_prefix = c.get(
             "REDIS_KEY_PREFIX",
@@ -693,6 +752,7 @@ impl Config {
                 ptt_timers,
                 ptt_single_session,
                 log_json,
+                cors_origins,
                 verifier,
                 jwks,
                 secret,
@@ -1000,6 +1060,18 @@ mod tests {
             a.jwt_allow_weak_secret = Some("true".into());
         });
         assert!(Config::from_args(&allowed, None).is_ok());
+    }
+
+    #[test]
+    fn allowed_origins_are_star_or_a_list_of_origins() {
+        assert_eq!(Origins::parse("*"), Ok(Origins::Any));
+        let listed = Origins::parse("https://a.example, http://b.example:8080/").expect("list");
+        assert!(listed.allows(Some("https://a.example")));
+        assert!(listed.allows(Some("http://b.example:8080")));
+        assert!(!listed.allows(Some("https://c.example")) && !listed.allows(None));
+        let bad = args(|a| a.cors_allowed_origins = Some("dispatch.example.com".into()));
+        let err = Config::from_args(&bad, None).expect_err("refused");
+        assert!(err.0[0].starts_with("CORS_ALLOWED_ORIGINS:"), "{err}");
     }
 
     #[test]

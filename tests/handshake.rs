@@ -330,3 +330,70 @@ async fn concurrent_upgrades_never_exceed_the_cap() {
     }
     assert_eq!((accepted.len(), full), (10, 30));
 }
+
+/// With `CORS_ALLOWED_ORIGINS`, only the listed pages may use the router from a browser: their
+/// WebSockets are accepted and their API answers carry their origin; another page's WebSocket
+/// is refused with 403 and its answers carry no CORS header. Clients that send no `Origin`
+/// (handsets, tools) are not concerned. Without the setting, any origin is allowed.
+#[tokio::test]
+async fn browser_origins_can_be_restricted() {
+    let listed = "https://dispatch.example.com";
+    let router = Router::start(|a| {
+        a.cors_allowed_origins = Some(format!("{listed}, https://ops.example.com"));
+    })
+    .await;
+    let mobile = token("driver-1", Role::Mobile);
+    let (status, body) = refused(request(
+        &router,
+        "/ws",
+        &[("token", &mobile), ("origin", "https://evil.example")],
+    ))
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &json!("Forbidden")),
+        "{body}"
+    );
+    for origin in [Some(listed), None] {
+        let mut headers = vec![("token", mobile.as_str())];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let (ws, _) = tokio_tungstenite::connect_async(request(&router, "/ws", &headers))
+            .await
+            .expect("upgrade accepted");
+        drop(ws);
+    }
+    let health = |origin: &str| {
+        let head = format!("GET /health HTTP/1.1\r\nOrigin: {origin}");
+        let router = &router;
+        async move { common::http_raw(router, &head, b"").await }
+    };
+    let allowed = health(listed).await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin").as_deref(),
+        Some(listed)
+    );
+    assert_eq!(allowed.header("vary").as_deref(), Some("Origin"));
+    let other = health("https://evil.example").await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    let open = Router::start(|_| {}).await;
+    let anywhere = common::http_raw(
+        &open,
+        "GET /health HTTP/1.1\r\nOrigin: https://evil.example",
+        b"",
+    )
+    .await;
+    assert_eq!(
+        anywhere.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request(
+        &open,
+        "/ws",
+        &[("token", &mobile), ("origin", "https://evil.example")],
+    ))
+    .await
+    .expect("any origin by default");
+    drop(ws);
+}

@@ -1,8 +1,10 @@
 //! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health`, `/ready` and
 //! `/metrics`.
 //!
-//! Every response carries `Access-Control-Allow-Origin: *`; `OPTIONS` on any route is a 204
-//! preflight answer. Errors are JSON bodies `{"error": ...}`.
+//! Every response carries `Access-Control-Allow-Origin` (`*`, or the request's origin when
+//! `CORS_ALLOWED_ORIGINS` lists it); `OPTIONS` on any route is a 204 preflight answer. A
+//! browser's WebSocket upgrade from an origin `CORS_ALLOWED_ORIGINS` does not list is refused
+//! with 403. Errors are JSON bodies `{"error": ...}`.
 
 use super::admission::Refusal;
 use super::api;
@@ -12,13 +14,14 @@ use super::handshake;
 use super::session::{self, Peer};
 use super::Context;
 use crate::auth::{self, Identity};
+use crate::config::Origins;
 use crate::metrics::inc;
 use crate::store::{PresenceStore, StoreHealth};
 use crate::visibility::user_key;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, ORIGIN, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -46,6 +49,7 @@ pub async fn handle<S: PresenceStore>(
     req: Request<Incoming>,
     pending: PendingSlot,
 ) -> Result<Reply, Infallible> {
+    let origin = req.headers().get(ORIGIN).cloned();
     let path = req.uri().path();
     let reply = match (req.method(), path) {
         (&Method::OPTIONS, _) => preflight(),
@@ -80,7 +84,7 @@ pub async fn handle<S: PresenceStore>(
             None => error(StatusCode::NOT_FOUND, "Not found"),
         },
     };
-    Ok(with_cors(reply))
+    Ok(with_cors(reply, &ctx.config.cors_origins, origin.as_ref()))
 }
 
 /// A socket's slot among those not upgraded, shared by the requests on it and given back when
@@ -116,10 +120,21 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     }
 }
 
-fn with_cors(mut reply: Reply) -> Reply {
-    reply
-        .headers_mut()
-        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+/// `Access-Control-Allow-Origin`: `*` when any origin is allowed, else the request's origin when
+/// it is one of `allowed` (and `Vary: Origin`, for caches), else none.
+fn with_cors(mut reply: Reply, allowed: &Origins, origin: Option<&HeaderValue>) -> Reply {
+    let headers = reply.headers_mut();
+    match allowed {
+        Origins::Any => {
+            headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        }
+        Origins::Listed(_) => {
+            headers.insert(VARY, HeaderValue::from_static("Origin"));
+            if let Some(origin) = origin.filter(|o| allowed.allows(o.to_str().ok())) {
+                headers.insert("access-control-allow-origin", origin.clone());
+            }
+        }
+    }
     reply
 }
 
@@ -227,6 +242,15 @@ async fn upgrade<S: PresenceStore>(
         Ok(accept) => accept,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
+    // A browser says where its page came from; other clients send no Origin.
+    if let Some(origin) = req.headers().get(ORIGIN) {
+        if !ctx.config.cors_origins.allows(origin.to_str().ok()) {
+            return json_reply(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "Forbidden", "reason": "origin not allowed (CORS_ALLOWED_ORIGINS)"}),
+            );
+        }
+    }
     let credentials = handshake::credentials(&req);
     let identity = match verify(ctx, credentials.token.as_deref()).await {
         Ok(identity) => identity,
