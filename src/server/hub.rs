@@ -7,7 +7,7 @@
 //! `try_send`s of one delivery, never across an `.await`. A full mailbox loses the frame for that
 //! connection only: a listener that cannot keep up never slows the talker or the others.
 
-use crate::presence::{ConnId, MAX_GROUPS_PER_USER};
+use crate::presence::{ConnId, Millis, MAX_GROUPS_PER_USER};
 use crate::store::Relayed;
 use crate::visibility::unscoped;
 use crate::wire::encode_login_duplicated;
@@ -57,6 +57,8 @@ struct Listener {
     conn: ConnId,
     user: Arc<str>,
     device: Option<Arc<str>>,
+    /// When it registered (epoch ms): a kick from another router closes only older ones.
+    since: Millis,
     mailbox: mpsc::Sender<Bytes>,
     kick: Arc<Kick>,
 }
@@ -125,10 +127,10 @@ fn send(listener: &Listener, frame: &Bytes, delivery: &mut Delivery) {
     }
 }
 
-/// Kicks every connection of `entry` (of `user`): those of a device other than `device` get
-/// LOGIN_DUPLICATED first, as VoicePing sends it.
-fn kick_all(entry: &UserEntry, device: Option<&str>, user: &str) {
-    for listener in &entry.conns {
+/// Kicks every connection of `entry` (of `user`) registered before `before`: those of a device
+/// other than `device` get LOGIN_DUPLICATED first, as VoicePing sends it.
+fn kick_all(entry: &UserEntry, device: Option<&str>, user: &str, before: Millis) {
+    for listener in entry.conns.iter().filter(|l| l.since < before) {
         let notice = (listener.device.as_deref() != device).then(|| {
             Bytes::from(encode_login_duplicated(
                 unscoped(user),
@@ -160,6 +162,7 @@ impl Hub {
         device: Option<Arc<str>>,
         groups: &[Arc<str>],
         single: bool,
+        now: Millis,
     ) -> Registration<'_> {
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
         let kick = Arc::new(Kick::default());
@@ -167,13 +170,14 @@ impl Hub {
             conn,
             user: user.clone(),
             device,
+            since: now,
             mailbox,
             kick: kick.clone(),
         });
         let mut state = self.write();
         let entry = state.users.entry(user.clone()).or_default();
         if single {
-            kick_all(entry, listener.device.as_deref(), user);
+            kick_all(entry, listener.device.as_deref(), user, Millis::MAX);
         }
         entry.conns.push(listener.clone());
         let known = entry.groups.clone();
@@ -324,11 +328,11 @@ impl Hub {
         delivery
     }
 
-    /// `PTT_SINGLE_SESSION`: `user` connected from `device` on another router: every
-    /// connection of theirs here is kicked.
-    pub fn kick(&self, user: &str, device: Option<&str>) {
+    /// `PTT_SINGLE_SESSION`: `user` connected from `device` on another router at `at`: every
+    /// connection of theirs here that is older is kicked.
+    pub fn kick(&self, user: &str, device: Option<&str>, at: Millis) {
         if let Some(entry) = self.read().users.get(user) {
-            kick_all(entry, device, user);
+            kick_all(entry, device, user, at);
         }
     }
 
@@ -341,8 +345,8 @@ impl Hub {
                 frame,
             } => self.to_group(group, except, frame),
             Relayed::User { user, frame } => self.to_user(user, frame),
-            Relayed::Kick { user, device } => {
-                self.kick(user, device.as_deref());
+            Relayed::Kick { user, device, at } => {
+                self.kick(user, device.as_deref(), *at);
                 Delivery::default()
             }
         }
@@ -366,7 +370,7 @@ mod tests {
     }
 
     fn join<'h>(hub: &'h Hub, user: &str, conn: ConnId, groups: &[Arc<str>]) -> Registration<'h> {
-        hub.register(&id(user), conn, None, groups, false)
+        hub.register(&id(user), conn, None, groups, false, 0)
     }
 
     #[test]
@@ -434,12 +438,12 @@ mod tests {
     async fn a_single_session_kicks_the_older_connections_even_with_a_full_mailbox() {
         let hub = Hub::default();
         let user = id("u1");
-        let old = hub.register(&user, 1, Some(id("d1")), &[id("g")], true);
-        let same = hub.register(&user, 2, Some(id("d2")), &[], false);
+        let old = hub.register(&user, 1, Some(id("d1")), &[id("g")], true, 10);
+        let same = hub.register(&user, 2, Some(id("d2")), &[], false, 20);
         for _ in 0..MAILBOX + 1 {
             hub.to_group("g", "talker", &frame(0));
         }
-        let new = hub.register(&user, 3, Some(id("d2")), &[], true);
+        let new = hub.register(&user, 3, Some(id("d2")), &[], true, 30);
         let notice = old
             .kick
             .kicked()
@@ -454,5 +458,12 @@ mod tests {
         let not_kicked =
             tokio::time::timeout(std::time::Duration::from_millis(20), new.kick.kicked()).await;
         assert!(not_kicked.is_err(), "the new connection stays");
+        // Another router's kick closes only what is older than its login.
+        hub.kick("u1", Some("d9"), 25);
+        let not_kicked =
+            tokio::time::timeout(std::time::Duration::from_millis(20), new.kick.kicked()).await;
+        assert!(not_kicked.is_err(), "newer than the other router's login");
+        hub.kick("u1", Some("d9"), 31);
+        assert!(new.kick.kicked().await.is_some(), "older than it");
     }
 }

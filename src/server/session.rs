@@ -170,17 +170,20 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     // Talk reaches this connection through its mailbox in the hub, by user and by group.
     let groups = talk_groups(&ctx, &device, role).await;
     let single = ctx.config.ptt_single_session;
+    let now = ctx.clock.now_ms();
     let mut registration = ctx.hub.register(
         &device.user_id,
         peer.conn_id,
         peer.device_id.clone(),
         &groups,
         single,
+        now,
     );
     if single {
         ctx.store.relay(Relayed::Kick {
             user: device.user_id.clone(),
             device: peer.device_id.clone(),
+            at: now,
         });
     }
     let mut watch = None;

@@ -52,6 +52,9 @@ pub enum Relayed {
         user: Arc<str>,
         /// The new connection's device id.
         device: Option<Arc<str>>,
+        /// When it connected: only connections older than that are closed (a later one, on
+        /// any router, is the user's newest).
+        at: Millis,
     },
 }
 
