@@ -1,5 +1,5 @@
-//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health`, `/ready` and
-//! `/metrics`.
+//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health`, `/ready`,
+//! `/metrics` and the browser dashboard (`/dashboard`, see [`super::dashboard`]).
 //!
 //! Every response carries `Access-Control-Allow-Origin` (`*`, or the request's origin when
 //! `CORS_ALLOWED_ORIGINS` lists it); `OPTIONS` on any route is a 204 preflight answer. A
@@ -9,6 +9,7 @@
 use super::admission::Refusal;
 use super::api;
 use super::connection::Connection;
+use super::dashboard;
 use super::fragments::FragmentLimit;
 use super::handshake;
 use super::session::{self, Peer};
@@ -61,6 +62,9 @@ pub async fn handle<S: PresenceStore>(
         (&Method::PUT, "/api/presence/me") => answer(api::state_mine(&ctx, req).await),
         (&Method::GET, "/api/presence") => answer(api::group_list(&ctx, req).await),
         (&Method::GET, p) if api::is_user_path(p) => answer(api::user_status(&ctx, req).await),
+        (&Method::GET, p) if dashboard::is_dashboard_path(p) => {
+            dashboard::serve(p).unwrap_or_else(|| error(StatusCode::NOT_FOUND, "Not found"))
+        }
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
         (&Method::GET, "/metrics") => {
@@ -115,6 +119,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/api/presence/me" => Some("PUT, OPTIONS"),
         "/api/presence" => Some("GET, OPTIONS"),
         p if api::is_user_path(p) => Some("GET, OPTIONS"),
+        p if dashboard::is_dashboard_path(p) => Some("GET, OPTIONS"),
         "/" | "/ws" | "/health" | "/ready" | "/metrics" => Some("GET, OPTIONS"),
         _ => None,
     }

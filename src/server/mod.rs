@@ -7,6 +7,7 @@
 mod admission;
 mod api;
 mod connection;
+mod dashboard;
 mod deadline;
 mod fragments;
 mod handshake;
