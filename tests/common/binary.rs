@@ -66,12 +66,16 @@ impl Log {
 /// How long the binary may take to start listening.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// Starts the binary on a free loopback port and returns it with the address it logged
-/// (`address=IP:PORT`, or its JSON form) and its log (which still holds the lines before that one).
+/// Starts the binary on a free loopback port (or the `PORT` `command` sets) and returns it with
+/// the address it logged (`address=IP:PORT`, or its JSON form) and its log (which still holds
+/// the lines before that one).
 pub fn serve(command: &mut Command) -> (Child, String, Log) {
+    // On a free port unless the caller chose one (a restart on the same port).
+    if !command.get_envs().any(|(name, _)| name == "PORT") {
+        command.env("PORT", "0");
+    }
     let mut child = command
         .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

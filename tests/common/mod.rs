@@ -3,6 +3,8 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod binary;
+pub mod chromium;
+pub mod node;
 pub mod redis_server;
 pub mod rng;
 pub mod strict;
@@ -129,6 +131,14 @@ impl RouterProcess {
             .envs(envs.iter().copied());
         let (child, addr, log) = binary::serve(&mut command);
         RouterProcess { addr, child, log }
+    }
+
+    /// The same on loopback `port` (to start a router again where a killed one served).
+    pub fn start_on(port: u16, envs: &[(&str, &str)]) -> RouterProcess {
+        let port = port.to_string();
+        let mut all = vec![("PORT", port.as_str())];
+        all.extend_from_slice(envs);
+        RouterProcess::start(&all)
     }
 
     /// A client of `user` with `role` (and device `phone`), its token in the query.

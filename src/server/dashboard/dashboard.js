@@ -352,7 +352,7 @@
   function onAirText(u) {
     if (!u.onAir || u.status !== 'online') return '';
     const where = u.onAir.channelType === 0 ? `group ${u.onAir.to === undefined ? '?' : u.onAir.to}` : 'private';
-    return `on the air: ${where} (${ago(u.onAir.since).replace(' ago', '').replace('just now', 'now')})`;
+    return `${where} · since ${new Date(u.onAir.since).toLocaleTimeString()}`;
   }
 
   const CELLS = ['user', 'status', 'availability', 'statusText', 'device', 'lastSeen', 'onair'];
@@ -400,7 +400,7 @@
       c[3].textContent = u.statusText || '';
       c[4].textContent = u.deviceId || '';
       c[4].title = u.deviceId || '';
-      c[5].textContent = u.status === 'online' ? `online, seen ${ago(u.lastSeen)}` : `last seen ${ago(u.lastSeen)}`;
+      c[5].textContent = `${u.status === 'online' ? 'seen' : 'last seen'} ${ago(u.lastSeen)}`;
       c[6].textContent = onAirText(u);
     }
     for (let i = used; i < pool.length; i++) {
