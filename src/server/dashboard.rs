@@ -51,7 +51,10 @@ pub(super) fn serve(path: &str) -> Option<Reply> {
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     Some(reply)
 }
