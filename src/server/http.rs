@@ -1,5 +1,6 @@
-//! HTTP routes: the WebSocket upgrade, `POST /api/presence/status`, `/health`, `/ready`,
-//! `/metrics` and the browser dashboard (`/dashboard`, see [`super::dashboard`]).
+//! HTTP routes: the WebSocket upgrade, the presence API, `/health`, `/ready`, `/metrics`,
+//! `/api/openapi.json` (the description of them all, `protocol/openapi.json`) and the browser
+//! dashboard (`/dashboard`, see [`super::dashboard`]).
 //!
 //! Every response carries `Access-Control-Allow-Origin` (`*`, or the request's origin when
 //! `CORS_ALLOWED_ORIGINS` lists it); `OPTIONS` on any route is a 204 preflight answer. A
@@ -36,6 +37,9 @@ use tracing::{debug, warn, Instrument};
 /// An HTTP answer.
 pub(super) type Reply = Response<Full<Bytes>>;
 
+/// The OpenAPI 3.1 description of every route, served as kept in the repository.
+const OPENAPI: &str = include_str!("../../protocol/openapi.json");
+
 /// Initial read buffer of a WebSocket: frames here are tens of bytes, and thousands of idle
 /// handsets should cost little memory (a larger frame grows it as needed).
 const READ_BUFFER_BYTES: usize = 128;
@@ -64,6 +68,9 @@ pub async fn handle<S: PresenceStore>(
         (&Method::GET, p) if api::is_user_path(p) => answer(api::user_status(&ctx, req).await),
         (&Method::GET, p) if dashboard::is_dashboard_path(p) => {
             dashboard::serve(p).unwrap_or_else(|| error(StatusCode::NOT_FOUND, "Not found"))
+        }
+        (&Method::GET, "/api/openapi.json") => {
+            json_bytes(StatusCode::OK, OPENAPI.as_bytes().to_vec())
         }
         (&Method::GET, "/health") => health(&ctx),
         (&Method::GET, "/ready") => ready(&ctx),
@@ -120,7 +127,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/api/presence" => Some("GET, OPTIONS"),
         p if api::is_user_path(p) => Some("GET, OPTIONS"),
         p if dashboard::is_dashboard_path(p) => Some("GET, OPTIONS"),
-        "/" | "/ws" | "/health" | "/ready" | "/metrics" => Some("GET, OPTIONS"),
+        "/" | "/ws" | "/health" | "/ready" | "/metrics" | "/api/openapi.json" => {
+            Some("GET, OPTIONS")
+        }
         _ => None,
     }
 }
