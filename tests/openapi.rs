@@ -177,6 +177,12 @@ impl Spec {
     /// Checks `reply` against what the document says `route` answers with its status, and
     /// records the pair.
     fn check(&mut self, route: Route, reply: &Reply) -> Json {
+        self.check_from(route, reply, Some("*"))
+    }
+
+    /// As [`Spec::check`], for an answer whose `Access-Control-Allow-Origin` is `cors` (a
+    /// router with `CORS_ALLOWED_ORIGINS`).
+    fn check_from(&mut self, route: Route, reply: &Reply, cors: Option<&str>) -> Json {
         let (path, method) = route;
         let what = format!("{method} {path} {}", reply.status);
         let item = self.path_item(path);
@@ -193,7 +199,7 @@ impl Spec {
         let response = self.resolve(response).clone();
         assert_eq!(
             reply.header("access-control-allow-origin"),
-            Some("*"),
+            cors,
             "{what}: CORS"
         );
         for (name, header) in response["headers"].as_object().into_iter().flatten() {
@@ -597,6 +603,7 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("/ready", ("/ready", "get")),
         ("/metrics", ("/metrics", "get")),
         ("/api/openapi.json", ("/api/openapi.json", "get")),
+        ("/dashboard", ("/dashboard", "get")),
     ] {
         let reply = send(router.addr, &get(path, None), b"").await;
         assert_eq!(reply.status, 200, "{path}");
@@ -622,6 +629,7 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("/ready", "/ready"),
         ("/metrics", "/metrics"),
         ("/api/openapi.json", "/api/openapi.json"),
+        ("/dashboard", "/dashboard"),
         ("/nowhere", "*"),
     ] {
         for origin in ["", "\r\nOrigin: https://dispatch.example"] {
@@ -697,6 +705,20 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         assert_eq!(reply.status, 400);
         spec.check((route.0, "*"), &reply);
         small.stop().await;
+        // A browser page of an origin the router does not list.
+        let strict = Router::start(|a| {
+            a.cors_allowed_origins = Some("https://dispatch.example.com".into());
+        })
+        .await;
+        let head = upgrade(
+            "GET",
+            path,
+            &format!("{}\r\nOrigin: https://evil.example", as_user("e")),
+        );
+        let reply = send(strict.addr, &head, b"").await;
+        assert_eq!(reply.status, 403, "{head}");
+        spec.check_from(route, &reply, None);
+        strict.stop().await;
     }
 
     // 429 on a router of 1 request a second (a burst of 2).
