@@ -1,6 +1,5 @@
 //! Node.js scripts of `protocol/`: the locked npm packages installed once per test run (`npm ci`
 //! when `protocol/node_modules` is missing or stale) and a way to run a script with a deadline.
-//! (`tests/interop.rs` keeps its own copy of these helpers for now.)
 
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
