@@ -10,7 +10,7 @@
 mod common;
 
 use common::chromium::chromium;
-use common::node::{npm_packages, output_within, protocol_dir};
+use common::node::{npm_packages, output_within, protocol_dir, Steps};
 use common::{free_port, token_with, RouterProcess};
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
@@ -61,24 +61,18 @@ fn screenshots() -> PathBuf {
 }
 
 /// What the script printed, step by step.
-struct Transcript {
-    steps: Vec<Json>,
-    context: String,
-}
+struct Transcript(Steps);
 
 impl Transcript {
     fn step(&self, step: &str) -> &Json {
-        self.steps
-            .iter()
-            .find(|line| line["step"] == step)
-            .unwrap_or_else(|| panic!("no step {step:?}\n{}", self.context))
+        self.0.step(step)
     }
 
     /// The users of the rows of `step`, in the order the page listed them.
     fn users(&self, step: &str, key: &str) -> Vec<String> {
         self.step(step)[key]
             .as_array()
-            .unwrap_or_else(|| panic!("{step}: no {key}\n{}", self.context))
+            .unwrap_or_else(|| panic!("{step}: no {key}\n{}", self.0.context))
             .iter()
             .map(|row| row["user"].as_str().unwrap_or_default().to_owned())
             .collect()
@@ -90,7 +84,7 @@ impl Transcript {
             .as_array()
             .and_then(|rows| rows.iter().find(|r| r["user"] == user))
             .and_then(|r| r["cells"].as_array())
-            .unwrap_or_else(|| panic!("{step}: no row of {user}\n{}", self.context))
+            .unwrap_or_else(|| panic!("{step}: no row of {user}\n{}", self.0.context))
             .iter()
             .map(|c| c.as_str().unwrap_or_default().to_owned())
             .collect()
@@ -176,7 +170,10 @@ fn run_dashboard_script(port: u16) -> Transcript {
         "the script did not finish\n{context}"
     );
     let _ = std::fs::remove_dir_all(&profile);
-    Transcript { steps, context }
+    Transcript(Steps {
+        lines: steps,
+        context,
+    })
 }
 
 /// The page loads with the token taken out of the address, shows the snapshot, a handset
@@ -188,7 +185,7 @@ fn the_dashboard_shows_presence_live_in_a_browser() {
     chromium();
     npm_packages();
     let t = run_dashboard_script(free_port());
-    let ctx = &t.context;
+    let ctx = &t.0.context;
 
     let loaded = t.step("loaded");
     assert_eq!(loaded["status"], 200, "{ctx}");

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::node::{npm_packages, output_within, protocol_dir};
+use common::node::{npm_packages, output_within, protocol_dir, Steps};
 use common::{strict, token, RouterProcess};
 use presence_router::auth::Role;
 use serde_json::{json, Value as Json};
@@ -23,8 +23,7 @@ const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 /// What one client script printed, step by step, and the tokens it was given.
 struct Transcript {
-    steps: Vec<Json>,
-    context: String,
+    steps: Steps,
     mobile_token: String,
     dashboard_token: String,
 }
@@ -32,10 +31,7 @@ struct Transcript {
 impl Transcript {
     /// The line of `step`; fails with everything the script and the router said.
     fn step(&self, step: &str) -> &Json {
-        self.steps
-            .iter()
-            .find(|line| line["step"] == step)
-            .unwrap_or_else(|| panic!("no step {step:?}\n{}", self.context))
+        self.steps.step(step)
     }
 
     /// The frame the client got at `step`, after checking that the strict reader reads its
@@ -93,8 +89,10 @@ fn run_client(flavour: &str) -> Transcript {
         .collect();
     assert!(out.status.success(), "{context}");
     Transcript {
-        steps,
-        context,
+        steps: Steps {
+            lines: steps,
+            context,
+        },
         mobile_token,
         dashboard_token,
     }
@@ -108,7 +106,7 @@ fn envelope(frame: &Json) -> &[Json] {
 /// The steps both kinds of client go through, checked the same way.
 fn check_session(t: &Transcript) {
     let refused = t.step("refused");
-    assert_eq!(refused["status"], 401, "{}", t.context);
+    assert_eq!(refused["status"], 401, "{}", t.steps.context);
     assert_eq!(
         refused["body"],
         json!({"error": "Unauthorized", "reason": "malformed token"})

@@ -90,3 +90,22 @@ pub fn npm_packages() {
         panic!("{why}");
     }
 }
+
+/// What a script printed, one JSON object per line and step, with everything to show when a
+/// step is missing or wrong.
+pub struct Steps {
+    /// The lines, in order.
+    pub lines: Vec<Json>,
+    /// The script's and the router's output.
+    pub context: String,
+}
+
+impl Steps {
+    /// The line of `step`; fails with the context.
+    pub fn step(&self, step: &str) -> &Json {
+        self.lines
+            .iter()
+            .find(|line| line["step"] == step)
+            .unwrap_or_else(|| panic!("no step {step:?}\n{}", self.context))
+    }
+}
