@@ -125,6 +125,8 @@ pub fn type_name(message_type: MessageType) -> String {
         MessageType::TEXT => "TEXT".into(),
         MessageType::TEXT_ACK => "TEXT_ACK".into(),
         MessageType::UNAUTHORIZED_GROUP => "UNAUTHORIZED_GROUP".into(),
+        MessageType::USER_ADD => "USER_ADD".into(),
+        MessageType::USER_REMOVE => "USER_REMOVE".into(),
         MessageType::CONNECTION_ACK => "CONNECTION_ACK".into(),
         MessageType(n) => format!("message type {n}"),
     }
