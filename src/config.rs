@@ -235,6 +235,10 @@ pub struct Args {
     /// from any other page is refused with 403.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = defaults::CORS_ALLOWED_ORIGINS)]
     pub cors_allowed_origins: Option<String>,
+    /// A second port, on `HOST`, that serves `/health`, `/ready` and `/metrics` instead of the
+    /// public one (which then answers 404 for them); unset: the public port serves them.
+    #[arg(long, env = "ADMIN_PORT")]
+    pub admin_port: Option<String>,
     /// `text` (default): one readable line per event; `json`: one JSON object per line, with
     /// the connection's span fields (conn_id, user_id, device_id, role).
     #[arg(long, env = "LOG_FORMAT", default_value = defaults::LOG_FORMAT)]
@@ -294,6 +298,8 @@ pub struct Config {
     pub log_json: bool,
     /// Which web origins may use the router from a browser.
     pub cors_origins: Origins,
+    /// Where `/health`, `/ready` and `/metrics` are served instead of `listen`, when set.
+    pub admin_listen: Option<SocketAddr>,
     /// Checks tokens.
     pub verifier: Verifier,
     /// Where the verifier's keys come from, when an identity provider serves them.
@@ -686,6 +692,20 @@ impl Config {
             Origins::parse,
         );
         let listen = listen_address(&mut c, &host, port);
+        let admin_listen = args.admin_port.as_ref().map(|text| {
+            let admin: u16 = c.get(
+                "ADMIN_PORT",
+                &Some(text.clone()),
+                "0",
+                number("a port number"),
+            );
+            if admin == port && admin != 0 {
+                c.fail(format!(
+                    "ADMIN_PORT: {admin} is PORT too: give the admin routes a port of their own"
+                ));
+            }
+            SocketAddr::new(listen.ip(), admin)
+        });
         let redis_key_prefix = c.get(
             "REDIS_KEY_PREFIX",
             &args.redis_key_prefix,
@@ -753,6 +773,7 @@ impl Config {
                 ptt_single_session,
                 log_json,
                 cors_origins,
+                admin_listen,
                 verifier,
                 jwks,
                 secret,

@@ -35,12 +35,27 @@ pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
+    serve_with_admin(listener, None, config, shutdown).await
+}
+
+/// As [`serve`], with `/health`, `/ready` and `/metrics` on `admin` instead of `listener` when
+/// there is one (`ADMIN_PORT`).
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
     let clock = Clock::start();
     let tasks = Tasks::new(shutdown);
+    let listeners = server::Listeners {
+        public: listener,
+        admin,
+    };
     match config.redis_url.clone() {
         None => {
             let store = MemoryStore::spawn(config.rules, clock, config.dashboard_queue, &tasks);
-            server::run(listener, config, store, clock, tasks).await;
+            server::run(listeners, config, store, clock, tasks).await;
         }
         Some(url) => {
             let (store, drain) = RedisStore::start(
@@ -52,7 +67,7 @@ pub async fn serve(
                 &tasks,
             )
             .await?;
-            server::run(listener, config, store, clock, tasks).await;
+            server::run(listeners, config, store, clock, tasks).await;
             drain.wait(DRAIN_LIMIT).await;
         }
     }

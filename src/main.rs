@@ -212,6 +212,16 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
         let listener = listen(config.listen)
             .with_context(|| format!("PORT/HOST: cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
+        // Bound before the start is logged: whoever waits for that line finds both ports open.
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let admin = listen(addr)
+                    .with_context(|| format!("ADMIN_PORT/HOST: cannot listen on {addr}"))?;
+                info!(address = %admin.local_addr()?, "admin routes (/health, /ready, /metrics) open");
+                Some(admin)
+            }
+            None => None,
+        };
         if let Some(secret) = &dev_secret {
             print_dev_help(secret, local.port())?;
         }
@@ -223,7 +233,7 @@ fn serve(args: Args, dev: bool) -> anyhow::Result<()> {
             "memory"
         };
         info!(address = %local, store, "presence-router listening");
-        presence_router::serve(listener, config, shutdown).await?;
+        presence_router::serve_with_admin(listener, admin, config, shutdown).await?;
         info!("stopped");
         Ok(())
     })

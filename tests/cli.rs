@@ -283,3 +283,24 @@ fn logs_can_be_json_lines_with_the_connections_fields() {
     terminate(&child);
     let _ = child.wait();
 }
+
+/// The binary with `ADMIN_PORT`: the operator's routes on that port, not on `PORT`; the same
+/// port twice is a clean configuration error.
+#[test]
+fn the_admin_port_serves_health_and_metrics_apart() {
+    let port = common::free_port();
+    let process = common::RouterProcess::start(&[("ADMIN_PORT", &port.to_string())]);
+    let admin = format!("127.0.0.1:{port}");
+    assert_eq!(common::binary::get(&admin, "/health").0, 200);
+    assert_eq!(common::binary::get(&admin, "/metrics").0, 200);
+    assert_eq!(common::binary::get(&process.addr, "/health").0, 404);
+    let out = output(
+        router()
+            .env("JWT_SECRET", common::SECRET)
+            .env("PORT", "3999")
+            .env("ADMIN_PORT", "3999"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ADMIN_PORT: 3999 is PORT too"), "{stderr}");
+}

@@ -288,3 +288,50 @@ async fn presence_can_be_disabled() {
     );
     router.stop().await;
 }
+
+/// With `ADMIN_PORT`, `/health`, `/ready` and `/metrics` move to the admin port: the public port
+/// answers 404 for them and keeps serving the API and WebSockets; the admin port serves nothing
+/// else.
+#[tokio::test]
+async fn admin_port_takes_the_operators_routes_off_the_public_port() {
+    let router = Router::start(|a| a.admin_port = Some("0".into())).await;
+    let admin = router.admin.expect("an admin port");
+    for path in ["/health", "/ready", "/metrics"] {
+        let head = format!("GET {path} HTTP/1.1");
+        assert_eq!(
+            common::http_raw(&router, &head, b"").await.status,
+            404,
+            "public {path}"
+        );
+        assert_eq!(
+            common::http_at(admin, &head, b"").await.status,
+            200,
+            "admin {path}"
+        );
+    }
+    let metrics = common::http_at(admin, "GET /metrics HTTP/1.1", b"")
+        .await
+        .body;
+    assert!(metrics.contains("presence_connections_mobile"), "{metrics}");
+    for head in [
+        "GET /api/presence/driver-1 HTTP/1.1",
+        "GET /ws HTTP/1.1",
+        "GET /dashboard HTTP/1.1",
+    ] {
+        assert_eq!(
+            common::http_at(admin, head, b"").await.status,
+            404,
+            "admin {head}"
+        );
+    }
+    // The public port still serves dashboards and the API.
+    let (_dashboard, snapshot) = Client::dashboard(&router, "dispatcher").await;
+    assert_eq!(snapshot["totalOnline"], 0);
+    let reply = common::bulk(
+        &router,
+        Some(&token("ops", Role::Web)),
+        r#"{"userIds":["x"]}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+}

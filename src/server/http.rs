@@ -48,15 +48,40 @@ const READ_BUFFER_BYTES: usize = 128;
 /// frames waiting for one connection go out in one write, and the buffer stays small.
 const WRITE_BATCH_BYTES: usize = 2048;
 
+/// Which routes a port serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Every route (no `ADMIN_PORT`).
+    All,
+    /// All but the operator's routes, which the admin port serves.
+    Public,
+    /// The operator's routes only: `/health`, `/ready`, `/metrics`.
+    Admin,
+}
+
+impl Surface {
+    /// Whether this port serves `path`.
+    fn serves(self, path: &str) -> bool {
+        let operators = matches!(path, "/health" | "/ready" | "/metrics");
+        match self {
+            Surface::All => true,
+            Surface::Public => !operators,
+            Surface::Admin => operators,
+        }
+    }
+}
+
 /// Routes one request.
 pub async fn handle<S: PresenceStore>(
     ctx: Arc<Context<S>>,
     req: Request<Incoming>,
     pending: PendingSlot,
+    surface: Surface,
 ) -> Result<Reply, Infallible> {
     let origin = req.headers().get(ORIGIN).cloned();
     let path = req.uri().path();
     let reply = match (req.method(), path) {
+        _ if !surface.serves(path) => error(StatusCode::NOT_FOUND, "Not found"),
         (&Method::OPTIONS, _) => preflight(),
         (_, "/" | "/ws") if handshake::wants_upgrade(&req) => upgrade(&ctx, req, &pending).await,
         (&Method::GET, "/" | "/ws") => {

@@ -49,6 +49,14 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a router listens: the public port, and the admin port when `ADMIN_PORT` sets one.
+pub struct Listeners {
+    /// HTTP and WebSocket (and `/health`, `/ready`, `/metrics` without an admin port).
+    pub public: TcpListener,
+    /// `/health`, `/ready` and `/metrics` only.
+    pub admin: Option<TcpListener>,
+}
+
 /// What every connection task shares. Read-only but for the atomics in `metrics` and
 /// `next_conn`; the store has its own locking rule.
 pub(crate) struct Context<S> {
@@ -71,11 +79,11 @@ pub(crate) struct Context<S> {
     pub hub: Hub,
 }
 
-/// Serves HTTP and WebSocket on `listener` until the shutdown token of `tasks` is cancelled,
+/// Serves HTTP and WebSocket on `listeners` until the shutdown token of `tasks` is cancelled,
 /// then closes every WebSocket with 1001 and returns once every task on the tracker has ended
 /// (or after a grace period).
 pub async fn run<S: PresenceStore>(
-    listener: TcpListener,
+    listeners: Listeners,
     config: Config,
     store: S,
     clock: Clock,
@@ -111,29 +119,16 @@ pub async fn run<S: PresenceStore>(
         "talk delivery",
         deliver_talk(ctx.clone(), ctx.store.relayed(), ctx.store.feed()),
     );
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                backoff = Duration::from_millis(5);
-                ctx.tracker.spawn(serve(ctx.clone(), stream));
-            }
-            Err(error) => {
-                // Usually out of file descriptors: wait for some to be freed.
-                warn!(%error, ?backoff, "accept failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
+    let surface = match listeners.admin {
+        Some(admin) => {
+            let admin_ctx = ctx.clone();
+            ctx.tracker
+                .spawn(accept(admin_ctx, admin, http::Surface::Admin));
+            http::Surface::Public
         }
-    }
-    drop(listener);
+        None => http::Surface::All,
+    };
+    accept(ctx.clone(), listeners.public, surface).await;
     ctx.tracker.close();
     info!(connections = ctx.metrics.connections(), "shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait())
@@ -141,6 +136,37 @@ pub async fn run<S: PresenceStore>(
         .is_err()
     {
         warn!("some connections did not close within the grace period");
+    }
+}
+
+/// Accepts connections on `listener` until shutdown, each served with the routes of `surface`;
+/// backs off when accepting fails.
+async fn accept<S: PresenceStore>(
+    ctx: Arc<Context<S>>,
+    listener: TcpListener,
+    surface: http::Surface,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                ctx.tracker.spawn(serve(ctx.clone(), stream, surface));
+            }
+            Err(error) => {
+                // Usually out of file descriptors: wait for some to be freed.
+                warn!(%error, ?backoff, "accept failed");
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 
@@ -201,7 +227,7 @@ const REGROUP_BATCH: usize = 500;
 
 /// Serves one TCP connection with hyper, upgrades included; closes it at once when the sockets
 /// not upgraded are at their cap.
-async fn serve<S: PresenceStore>(ctx: Arc<Context<S>>, stream: TcpStream) {
+async fn serve<S: PresenceStore>(ctx: Arc<Context<S>>, stream: TcpStream, surface: http::Surface) {
     let Some(pending) = ctx.admission.socket() else {
         inc(&ctx.metrics.sockets_refused);
         return;
@@ -211,7 +237,7 @@ async fn serve<S: PresenceStore>(ctx: Arc<Context<S>>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let service_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
-        http::handle(service_ctx.clone(), req, pending.clone())
+        http::handle(service_ctx.clone(), req, pending.clone(), surface)
     });
     let io = Deadline::new(stream, ctx.config.idle_timeout);
     let conn = http1::Builder::new()

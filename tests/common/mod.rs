@@ -43,6 +43,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A router serving on 127.0.0.1 with its own memory store; stopped on drop.
 pub struct Router {
     pub addr: SocketAddr,
+    /// The admin port (`ADMIN_PORT`), when the router has one.
+    pub admin: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -66,19 +68,28 @@ impl Router {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
+        // With ADMIN_PORT (any value: a free port is taken), the operator's routes on their own.
+        let admin = match config.admin_listen {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind loopback"),
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|a| a.local_addr().expect("local addr"));
         let shutdown = CancellationToken::new();
-        let serving = presence_router::serve(listener, config, shutdown.clone());
+        let serving = presence_router::serve_with_admin(listener, admin, config, shutdown.clone());
         let task = tokio::spawn(async move { serving.await.expect("router runs") });
         let router = Router {
             addr,
+            admin: admin_addr,
             shutdown,
             task: Some(task),
         };
         // Answered only once the store is ready and the router accepts.
-        assert_eq!(
-            http_raw(&router, "GET /health HTTP/1.1", b"").await.status,
-            200
-        );
+        let health = http_at(admin_addr.unwrap_or(addr), "GET /health HTTP/1.1", b"").await;
+        assert_eq!(health.status, 200);
         router
     }
 
@@ -451,11 +462,13 @@ impl HttpReply {
 /// Sends `head` (request line and headers, without the blank line) and `body` as they are,
 /// and reads the whole response (the request asks the server to close).
 pub async fn http_raw(router: &Router, head: &str, body: &[u8]) -> HttpReply {
-    let mut stream = TcpStream::connect(router.addr).await.expect("connect");
-    let request = format!(
-        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        router.addr
-    );
+    http_at(router.addr, head, body).await
+}
+
+/// [`http_raw`] to the router at `addr` (an admin port, say).
+pub async fn http_at(addr: SocketAddr, head: &str, body: &[u8]) -> HttpReply {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
