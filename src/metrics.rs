@@ -47,6 +47,56 @@ pub struct Metrics {
     pub floors_busy: AtomicU64,
     /// AUDIO frames dropped: the sender did not hold the floor.
     pub audio_without_floor: AtomicU64,
+    /// From a presence change's decision to its frame written to a dashboard.
+    pub update_delivery: Histogram,
+    /// What a connection waited for each store operation.
+    pub store_operation: Histogram,
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A latency histogram with fixed buckets (Prometheus' cumulative `le` form when rendered).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative), and one past the last bound.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    /// The sum of all observations, in microseconds.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, took: std::time::Duration) {
+        let seconds = took.as_secs_f64();
+        let at = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.counts[at].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (at, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            match BUCKETS.get(at) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
 }
 
 /// Adds one to a counter.
@@ -204,6 +254,16 @@ impl Metrics {
             "# HELP presence_build_info The running version.\n# TYPE presence_build_info gauge\npresence_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        self.update_delivery.render(
+            &mut out,
+            "presence_update_delivery_seconds",
+            "From a presence change's decision to its PRESENCE_UPDATE written to a dashboard (millisecond clock).",
+        );
+        self.store_operation.render(
+            &mut out,
+            "presence_store_operation_seconds",
+            "What a connection waited for a store operation (Redis: floors, snapshots and lookups are round trips; presence writes are queued).",
+        );
         process(&mut out);
         out
     }
@@ -292,5 +352,39 @@ mod tests {
         );
         assert_eq!(value(&text, &version), Some(1.0));
         assert_eq!(value(&text, "presence_talk_delivered_total"), Some(0.0));
+    }
+
+    #[test]
+    fn histograms_count_each_observation_in_its_bucket_and_above() {
+        let metrics = Metrics::default();
+        for ms in [0, 3, 3, 40, 5_000] {
+            metrics
+                .store_operation
+                .observe(std::time::Duration::from_millis(ms));
+        }
+        let text = metrics.render();
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("presence_store_operation_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.0005"), Some(1.0));
+        assert_eq!(bucket("0.005"), Some(3.0));
+        assert_eq!(bucket("0.05"), Some(4.0));
+        assert_eq!(bucket("2.5"), Some(4.0));
+        assert_eq!(bucket("+Inf"), Some(5.0));
+        assert_eq!(
+            value(&text, "presence_store_operation_seconds_count"),
+            Some(5.0)
+        );
+        assert_eq!(
+            value(&text, "presence_store_operation_seconds_sum"),
+            Some(5.046)
+        );
+        assert_eq!(
+            value(&text, "presence_update_delivery_seconds_count"),
+            Some(0.0)
+        );
     }
 }

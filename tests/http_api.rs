@@ -335,3 +335,33 @@ async fn admin_port_takes_the_operators_routes_off_the_public_port() {
     .await;
     assert_eq!(reply.status, 200);
 }
+
+/// `/metrics` measures what a user waits for: each update delivered to a dashboard, and each
+/// store operation of a connection, in latency histograms.
+#[tokio::test]
+async fn metrics_carry_delivery_and_store_latency_histograms() {
+    let router = Router::start(common::no_debounce).await;
+    let (mut dashboard, _) = Client::dashboard(&router, "dispatcher").await;
+    let phone = Client::mobile(&router, "driver-1", "phone-1").await;
+    assert_eq!(dashboard.next_update().await["status"], "online");
+    phone.close().await;
+    assert_eq!(dashboard.next_update().await["status"], "offline");
+    let metrics = http_raw(&router, "GET /metrics HTTP/1.1", b"").await.body;
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(
+        count("presence_update_delivery_seconds"),
+        2,
+        "two updates delivered"
+    );
+    assert!(
+        count("presence_store_operation_seconds") >= 3,
+        "snapshot, connect, disconnect"
+    );
+    assert!(metrics.contains("presence_update_delivery_seconds_bucket{le=\"+Inf\"} 2"));
+}

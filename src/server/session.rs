@@ -165,7 +165,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
         audience: joining(&peer.identity),
     };
     if tracked && role == Role::Mobile {
-        report(&ctx, ctx.store.connect(&device).await);
+        report(&ctx, timed(&ctx, ctx.store.connect(&device)).await);
     }
     // Talk reaches this connection through its mailbox in the hub, by user and by group.
     let groups = talk_groups(&ctx, &device, role).await;
@@ -222,7 +222,7 @@ pub async fn run<S: PresenceStore>(counted: Counted<S>, mut conn: Connection, pe
     talker.end(&mut talk, ctx.clock.now_ms()).await;
     drop(registration);
     if tracked && role == Role::Mobile {
-        report(&ctx, ctx.store.disconnect(&device).await);
+        report(&ctx, timed(&ctx, ctx.store.disconnect(&device)).await);
     }
     debug!("session ended");
     end(conn, ending).await;
@@ -274,7 +274,7 @@ async fn send_snapshot<S: PresenceStore>(
     peer: &Peer,
     viewer: &Viewer,
 ) -> Result<Arc<Snapshot>, Ending> {
-    let snapshot = ctx.store.snapshot().await.map_err(|e| {
+    let snapshot = timed(ctx, ctx.store.snapshot()).await.map_err(|e| {
         report(ctx, Err(e));
         Ending::Close(1011, "presence store unavailable")
     })?;
@@ -283,9 +283,7 @@ async fn send_snapshot<S: PresenceStore>(
         .iter()
         .filter(|user| viewer.sees(&user.audience))
         .collect();
-    let floors = ctx
-        .store
-        .on_air(snapshot.timestamp)
+    let floors = timed(ctx, ctx.store.on_air(snapshot.timestamp))
         .await
         .unwrap_or_else(|error| {
             report(ctx, Err(error));
@@ -340,6 +338,17 @@ fn as_seen<'f>(
     } else {
         std::borrow::Cow::Borrowed(floor)
     }
+}
+
+/// Runs one store operation, counting how long the connection waited for it.
+pub(super) async fn timed<S, T>(
+    ctx: &Context<S>,
+    operation: impl std::future::Future<Output = T>,
+) -> T {
+    let start = Instant::now();
+    let result = operation.await;
+    ctx.metrics.store_operation.observe(start.elapsed());
+    result
 }
 
 /// Counts a failed store operation. Logged at debug only: while a store is down every
@@ -570,6 +579,8 @@ async fn serve<S: PresenceStore>(
                             return Ending::Drop;
                         }
                         inc(&ctx.metrics.updates_sent);
+                        let waited = clock.now_ms().saturating_sub(published.update.timestamp);
+                        ctx.metrics.update_delivery.observe(std::time::Duration::from_millis(waited));
                     }
                     FeedEvent::Update(_) => {}
                     FeedEvent::Activity(activity) if shows(&watch.viewer, activity) => {
@@ -666,7 +677,7 @@ async fn regroup<S: PresenceStore>(
     } else {
         GroupChange::Leave(scoped.clone())
     };
-    let stored = ctx.store.regroup(&device.user_id, change).await;
+    let stored = timed(ctx, ctx.store.regroup(&device.user_id, change)).await;
     // This router's talk follows once the store took the change.
     if stored.is_ok() {
         if join {
@@ -718,7 +729,10 @@ async fn state<S: PresenceStore>(
     let stated =
         Stated::parse(availability, text).map_err(|why| (ErrorCode::BadFrame, why.to_string()))?;
     if ctx.config.presence_enabled {
-        report(ctx, ctx.store.state(&device.user_id, stated).await);
+        report(
+            ctx,
+            timed(ctx, ctx.store.state(&device.user_id, stated)).await,
+        );
     }
     Ok(())
 }
@@ -733,7 +747,7 @@ async fn alive<S: PresenceStore>(ctx: &Context<S>, device: &Device, gate: &mut H
 
 async fn write_heartbeat<S: PresenceStore>(ctx: &Context<S>, device: &Device, at: Millis) {
     inc(&ctx.metrics.heartbeat_writes);
-    report(ctx, ctx.store.heartbeat(device, at).await);
+    report(ctx, timed(ctx, ctx.store.heartbeat(device, at)).await);
 }
 
 fn millis(d: std::time::Duration) -> Millis {

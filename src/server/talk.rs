@@ -7,7 +7,7 @@
 //! in everything sent is the authenticated one.
 
 use super::hub::{Delivery, Hub};
-use super::session::{report, Peer};
+use super::session::{report, timed, Peer};
 use super::Context;
 use crate::metrics::inc;
 use crate::presence::{Audience, Millis};
@@ -277,7 +277,7 @@ impl<S: PresenceStore> Talker<'_, S> {
         };
         let now = self.now();
         let want = self.floor(&target, now);
-        match self.ctx.store.claim(&want, now).await {
+        match timed(self.ctx, self.ctx.store.claim(&want, now)).await {
             Ok(Claim::Granted) => {}
             Ok(Claim::Busy) => {
                 inc(&self.ctx.metrics.floors_busy);
@@ -340,7 +340,10 @@ impl<S: PresenceStore> Talker<'_, S> {
                     self.end(state, now).await;
                     return Ok(self.no_floor(state, &target));
                 }
-                if !self.ctx.store.refresh(&floor).await.unwrap_or(true) {
+                if !timed(self.ctx, self.ctx.store.refresh(&floor))
+                    .await
+                    .unwrap_or(true)
+                {
                     // Taken over (by another device of the user, who is still on the air).
                     state.holding = None;
                     return Ok(self.no_floor(state, &target));
@@ -368,7 +371,7 @@ impl<S: PresenceStore> Talker<'_, S> {
                 }
                 if state.holding.is_none() {
                     let want = self.floor(&target, now);
-                    if let Err(error) = self.ctx.store.claim(&want, now).await {
+                    if let Err(error) = timed(self.ctx, self.ctx.store.claim(&want, now)).await {
                         report(self.ctx, Err(error));
                     }
                     self.announce(&want, true, now);
@@ -404,7 +407,10 @@ impl<S: PresenceStore> Talker<'_, S> {
         let granted = again.held(now)
             && now < again.started.saturating_add(timers.max_talk)
             && member
-            && matches!(self.ctx.store.claim(&again, now).await, Ok(Claim::Granted));
+            && matches!(
+                timed(self.ctx, self.ctx.store.claim(&again, now)).await,
+                Ok(Claim::Granted)
+            );
         if granted {
             if announced_off {
                 self.announce(&again, true, now);
@@ -533,10 +539,7 @@ impl<S: PresenceStore> Talker<'_, S> {
         let Some(talk) = state.holding.take() else {
             return;
         };
-        let released = self
-            .ctx
-            .store
-            .release(&talk.floor)
+        let released = timed(self.ctx, self.ctx.store.release(&talk.floor))
             .await
             .unwrap_or_else(|error| {
                 report(self.ctx, Err(error));
