@@ -278,3 +278,88 @@ fn the_dashboard_shows_presence_live_in_a_browser() {
     );
     assert_eq!(t.step("done")["problems"], json!([]), "{ctx}");
 }
+
+/// Users online in the many-users test: the 10,000.
+const MANY: usize = 10_000;
+
+/// With 10,000 users online the page lists them all and draws only the rows in view: scrolling
+/// to the end brings the last user's row, a search finds one user among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_ten_thousand_users_drawing_only_the_rows_in_view() {
+    chromium();
+    npm_packages();
+    let router = RouterProcess::start(&[]);
+    let url = router.ws_url();
+    let ids: Vec<String> = (0..MANY).map(|n| format!("many-{n:05}")).collect();
+    // Small buffers: ten thousand sockets in this process.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let connect = |id: String| {
+        let request = format!(
+            "{url}?token={}&device_id=phone",
+            common::token(&id, Role::Mobile)
+        );
+        async move {
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+                .await
+                .map(|(ws, _)| ws)
+        }
+    };
+    let mut handsets = Vec::with_capacity(MANY);
+    for batch in ids.chunks(250) {
+        let opened = futures_util::future::join_all(batch.iter().cloned().map(connect)).await;
+        handsets.extend(opened.into_iter().map(|ws| ws.expect("a handset connects")));
+    }
+    let profile = std::env::temp_dir().join(format!("presence-many-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let out = tokio::task::block_in_place(|| {
+        output_within(
+            Command::new("node")
+                .arg("browser/many.js")
+                .current_dir(protocol_dir())
+                .env("BASE_URL", format!("http://{}", router.addr))
+                .env(
+                    "DASHBOARD_TOKEN",
+                    common::token("dispatcher-1", Role::Dashboard),
+                )
+                .env("ONLINE", MANY.to_string())
+                .env("FIRST", &ids[0])
+                .env("LAST", &ids[MANY - 1])
+                .env("SHOTS", screenshots())
+                .env("USER_DATA_DIR", &profile)
+                .env("TIMEOUT_MS", "80000"),
+            SCRIPT_LIMIT,
+        )
+    })
+    .unwrap_or_else(|e| panic!("cannot run node ({e}): this test needs Node.js 18+"));
+    let _ = std::fs::remove_dir_all(&profile);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let steps = Steps {
+        lines: stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+        context: format!(
+            "{stdout}--- stderr\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    };
+    let drawn = |step: &str| steps.step(step)["drawn"].as_array().map_or(0, Vec::len);
+    assert_eq!(steps.step("listed")["online"], MANY.to_string());
+    for step in ["listed", "scrolled"] {
+        let n = drawn(step);
+        assert!(
+            (1..=100).contains(&n),
+            "{step}: {n} rows drawn for {MANY} users"
+        );
+    }
+    assert_eq!(steps.step("searched")["drawn"], json!([ids[0]]));
+    assert_eq!(
+        steps.step("done")["problems"],
+        json!([]),
+        "{}",
+        steps.context
+    );
+    drop(handsets);
+}

@@ -15,7 +15,7 @@ const path = require('path');
 const readline = require('readline');
 const WebSocket = require('ws');
 const notepack = require('notepack');
-const { chromium } = require('playwright-core');
+const { launch } = require('./launch');
 
 let step = 'start';
 const emit = (line) => process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -133,15 +133,7 @@ async function main() {
   await listed('north', 'driver-a');
 
   step = 'launch';
-  // A fresh profile (playwright takes it as the persistent context's directory, not as an arg).
-  browser = await chromium.launchPersistentContext(env('USER_DATA_DIR'), {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    timeout: WAIT * 2,
-    viewport: { width: 1280, height: 720 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch(env('USER_DATA_DIR'), WAIT * 2);
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));

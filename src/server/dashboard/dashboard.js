@@ -379,8 +379,9 @@
       dirty = false;
       recompute();
     }
-    const top = el.list.scrollTop;
     const height = el.list.clientHeight || window.innerHeight;
+    // The list may have just shrunk under a scroll position far down it (a search, a filter).
+    const top = Math.min(el.list.scrollTop, Math.max(0, rows.length * ROW_HEIGHT - height));
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
     let used = 0;
@@ -413,7 +414,12 @@
 
   el.list.addEventListener('scroll', schedule, { passive: true });
   window.addEventListener('resize', schedule);
-  el.search.addEventListener('input', changed);
+  // A new query starts at the top of its results.
+  const newQuery = () => {
+    el.list.scrollTop = 0;
+    changed();
+  };
+  el.search.addEventListener('input', newQuery);
   el.group.addEventListener('change', () => selectGroup(el.group.value));
   for (const button of document.querySelectorAll('.cols button[data-sort]')) {
     button.addEventListener('click', () => {
