@@ -234,6 +234,24 @@ impl Spec {
         body
     }
 
+    /// Sends `head` and `body` to `addr`, requires `status`, and checks the answer as `route`'s.
+    async fn answers(
+        &mut self,
+        addr: SocketAddr,
+        route: Route,
+        (head, body): (&str, &[u8]),
+        status: u16,
+    ) -> Json {
+        let reply = send(addr, head, body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{head}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        self.check(route, &reply)
+    }
+
     /// `value` against `schema`, in the subset of JSON Schema the document uses (any other
     /// keyword fails, so the document cannot say what this test does not check).
     fn validate(&self, schema: &Json, value: &Json, at: &str) -> Result<(), String> {
@@ -519,14 +537,9 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         (Some("not-a-jwt"), r#"{"userIds":[]}"#.to_owned(), 401),
         (Some(web), "x".repeat(70_000), 413),
     ] {
-        let reply = send(router.addr, &post(auth, &body), body.as_bytes()).await;
-        assert_eq!(
-            reply.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        spec.check(BULK, &reply);
+        let head = post(auth, &body);
+        spec.answers(router.addr, BULK, (&head, body.as_bytes()), status)
+            .await;
     }
 
     // One user, a group's pages.
@@ -540,9 +553,7 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ),
         (get("/api/presence/driver-1", None), 401),
     ] {
-        let reply = send(router.addr, &head, b"").await;
-        assert_eq!(reply.status, status, "{head}");
-        spec.check(USER, &reply);
+        spec.answers(router.addr, USER, (&head, b""), status).await;
     }
     let first = send(
         router.addr,
@@ -563,9 +574,8 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("/api/presence?group=%FF", Some(web), 400),
         ("/api/presence?group=18", None, 401),
     ] {
-        let reply = send(router.addr, &get(path, auth), b"").await;
-        assert_eq!(reply.status, status, "{path}");
-        spec.check(GROUP, &reply);
+        spec.answers(router.addr, GROUP, (&get(path, auth), b""), status)
+            .await;
     }
 
     // Availability refusals.
@@ -587,14 +597,9 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         (Some(&offline), stated.to_owned(), 409),
         (Some(d), "x".repeat(70_000), 413),
     ] {
-        let reply = send(router.addr, &me(auth, &body), body.as_bytes()).await;
-        assert_eq!(
-            reply.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        spec.check(ME, &reply);
+        let head = me(auth, &body);
+        spec.answers(router.addr, ME, (&head, body.as_bytes()), status)
+            .await;
     }
 
     // Health, readiness, metrics, this document.
@@ -765,9 +770,8 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         (GROUP, get("/api/presence?group=18", Some(web)), ""),
         (ME, me(Some(d), stated), stated),
     ] {
-        let reply = send(disabled.addr, &head, body.as_bytes()).await;
-        assert_eq!(reply.status, 503, "{head}");
-        spec.check(route, &reply);
+        spec.answers(disabled.addr, route, (&head, body.as_bytes()), 503)
+            .await;
     }
     disabled.stop().await;
 
